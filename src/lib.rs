@@ -1,0 +1,13 @@
+//! corestream: a thread-per-core engine that moves and transforms messages.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the data path and the file that
+//! implements each step.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod limits;
+pub mod message;
+pub mod parse;
+pub mod retry;
+pub mod sync;
+pub mod transform;

@@ -1,0 +1,1 @@
+//! Parsers for the configuration language: durations and sizes.

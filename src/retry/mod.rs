@@ -1,0 +1,1 @@
+//! Retry policies, error categories and the circuit breaker.

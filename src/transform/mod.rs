@@ -1,0 +1,1 @@
+//! Compiled transforms: JSON field access, topic templates, expressions, map.
