@@ -8,6 +8,7 @@
 pub mod limits;
 pub mod message;
 pub mod parse;
+pub mod processor;
 pub mod retry;
 pub mod sync;
 pub mod transform;
