@@ -10,5 +10,7 @@ pub mod message;
 pub mod parse;
 pub mod processor;
 pub mod retry;
+pub mod ring;
 pub mod sync;
 pub mod transform;
+pub mod wait;

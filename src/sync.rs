@@ -9,10 +9,29 @@
 #[cfg(not(corestream_loom))]
 mod imp {
     pub use std::sync::Arc;
-    pub use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+
+    pub mod atomic {
+        pub use std::sync::atomic::{
+            AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+        };
+    }
 
     pub mod thread {
         pub use std::thread::{Thread, current, park, park_timeout, spawn, yield_now};
+    }
+
+    /// A lock for slow paths only (registering a parked thread, shutdown); never on a
+    /// per-message path.
+    pub struct Mutex<T>(parking_lot::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub fn new(value: T) -> Self {
+            Mutex(parking_lot::Mutex::new(value))
+        }
+
+        pub fn lock(&self) -> parking_lot::MutexGuard<'_, T> {
+            self.0.lock()
+        }
     }
 
     /// A CPU hint inside a spin loop.
@@ -103,7 +122,25 @@ mod imp {
 #[cfg(corestream_loom)]
 mod imp {
     pub use loom::sync::Arc;
-    pub use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence};
+
+    pub mod atomic {
+        pub use loom::sync::atomic::{
+            AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+        };
+    }
+
+    /// loom's mutex behind the same `lock()` signature as the std build's.
+    pub struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+            self.0.lock().expect("loom mutex poisoned")
+        }
+    }
 
     pub mod thread {
         pub use loom::thread::{Thread, current, park, spawn, yield_now};
