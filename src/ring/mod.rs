@@ -306,18 +306,13 @@ impl Producer {
         debug_assert!(matches!(waited, Waited::Spun | Waited::Yielded | Waited::Parked));
         self.has_space(frame_bytes)
     }
-
-    /// Wakes the consumer if it is parked (used at shutdown).
-    pub fn wake_consumer(&self) {
-        self.shared.data_waiter.wake();
-    }
 }
 
 impl Drop for Producer {
     fn drop(&mut self) {
         self.commit();
         self.shared.producer_closed.store(true, Ordering::Release);
-        self.shared.data_waiter.wake();
+        self.shared.data_waiter.notify();
     }
 }
 
@@ -393,29 +388,12 @@ impl Consumer {
         });
         !self.is_empty()
     }
-
-    /// The cell the consumer parks on, so a third party (shutdown) can wake it.
-    pub fn wake_handle(&self) -> WakeHandle {
-        WakeHandle { shared: self.shared.clone() }
-    }
 }
 
 impl Drop for Consumer {
     fn drop(&mut self) {
         self.shared.consumer_closed.store(true, Ordering::Release);
-        self.shared.space_waiter.wake();
-    }
-}
-
-/// Wakes a ring's consumer from another thread (shutdown, configuration change).
-#[derive(Clone)]
-pub struct WakeHandle {
-    shared: Arc<Shared>,
-}
-
-impl WakeHandle {
-    pub fn wake(&self) {
-        self.shared.data_waiter.wake();
+        self.shared.space_waiter.notify();
     }
 }
 

@@ -15,7 +15,7 @@
 use std::time::Duration;
 
 use crate::sync::atomic::{AtomicBool, Ordering};
-use crate::sync::{Mutex, thread};
+use crate::sync::{Condvar, Mutex, thread};
 
 /// One step of a wait table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,13 +139,15 @@ impl Waiter {
 /// A place where one thread parks and another wakes it.
 ///
 /// Exactly one thread parks on a given cell at a time (the one side of one ring);
-/// any thread may notify. The notifier's fast path is one atomic swap on a flag
-/// that only changes when the waiter goes to sleep.
+/// any thread may notify. The notifier's fast path is one atomic swap on a flag that
+/// only changes when the waiter goes to sleep; the mutex and condition variable are
+/// touched only when a thread actually sleeps or is woken.
 pub struct WaitCell {
     /// True while the waiting thread is between announcing a park and waking up.
     sleeping: AtomicBool,
-    /// The thread to unpark; set by the waiting thread before it announces itself.
-    thread: Mutex<Option<thread::Thread>>,
+    /// A wake-up permit: set by a notifier that saw `sleeping`, consumed by the waiter.
+    permit: Mutex<bool>,
+    condvar: Condvar,
 }
 
 impl Default for WaitCell {
@@ -164,7 +166,11 @@ impl std::fmt::Debug for WaitCell {
 
 impl WaitCell {
     pub fn new() -> Self {
-        WaitCell { sleeping: AtomicBool::new(false), thread: Mutex::new(None) }
+        WaitCell {
+            sleeping: AtomicBool::new(false),
+            permit: Mutex::new(false),
+            condvar: Condvar::new(),
+        }
     }
 
     /// Called by the side that made progress, *after* publishing it with a release
@@ -173,22 +179,16 @@ impl WaitCell {
     pub fn notify(&self) {
         // AcqRel RMW: see the argument on `park`.
         if self.sleeping.swap(false, Ordering::AcqRel) {
-            self.unpark_slow();
+            self.wake_slow();
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn unpark_slow(&self) {
-        if let Some(thread) = self.thread.lock().as_ref() {
-            thread.unpark();
-        }
-    }
-
-    /// Unparks the registered thread whatever the flag says (shutdown).
-    pub fn wake(&self) {
-        self.sleeping.store(false, Ordering::Release);
-        self.unpark_slow();
+    fn wake_slow(&self) {
+        let mut permit = self.permit.lock();
+        *permit = true;
+        self.condvar.notify_one();
     }
 
     /// Parks the calling thread until notified or `timeout` passes, unless `ready()`
@@ -197,28 +197,29 @@ impl WaitCell {
     /// Why no wake-up is lost: the waiter does `swap(sleeping, true)` then checks
     /// `ready()`; the notifier publishes its progress (release) then does
     /// `swap(sleeping, false)`. Both swaps are RMWs on one location, so they are
-    /// totally ordered. If the notifier's swap comes second it reads `true` and
-    /// unparks (a pending unpark makes the next park return at once). If it comes
-    /// first, the waiter's swap reads from it (acquire), so the progress published
-    /// before it is visible to `ready()`. Checked by `loom-tests/tests/wait.rs`.
+    /// totally ordered. If the notifier's swap comes second it reads `true` and sets
+    /// the permit under the mutex: the waiter either finds the permit before waiting or
+    /// is waiting and gets the signal. If it comes first, the waiter's swap reads from
+    /// it (acquire), so the progress published before it is visible to `ready()`.
+    /// Every write to `sleeping` is an RMW, so they all belong to one release sequence.
+    /// A stale permit only makes a later park return early. Checked by
+    /// `loom-tests/tests/wait.rs` and `loom-tests/tests/ring.rs`.
     pub fn park(&self, timeout: Duration, ready: impl Fn() -> bool) {
-        self.register_current_thread();
         self.sleeping.swap(true, Ordering::AcqRel);
         if ready() {
-            self.sleeping.store(false, Ordering::Release);
+            self.sleeping.swap(false, Ordering::AcqRel);
             return;
         }
-        thread::park_timeout(timeout);
-        self.sleeping.store(false, Ordering::Release);
-    }
-
-    fn register_current_thread(&self) {
-        let current = thread::current();
-        let mut slot = self.thread.lock();
-        let same = slot.as_ref().is_some_and(|t| t.id() == current.id());
-        if !same {
-            *slot = Some(current);
+        let mut permit = self.permit.lock();
+        if !*permit {
+            permit = self.condvar.wait_timeout(permit, timeout);
         }
+        *permit = false;
+        drop(permit);
+        // An RMW, not a store: a plain store here would cut the release sequence of a
+        // notifier's swap, and the next park's swap could then read this store and
+        // miss what the notifier published (loom found exactly that).
+        self.sleeping.swap(false, Ordering::AcqRel);
     }
 }
 
