@@ -5,8 +5,10 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod ack;
 pub mod limits;
 pub mod message;
+pub mod metrics;
 pub mod parse;
 pub mod processor;
 pub mod retry;
