@@ -16,3 +16,7 @@ pub mod ring;
 pub mod sync;
 pub mod transform;
 pub mod wait;
+pub mod sink;
+pub mod source;
+pub mod worker;
+pub mod engine;

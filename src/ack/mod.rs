@@ -110,6 +110,17 @@ impl Acker {
         self.done_slot(ticket.slot);
     }
 
+    /// Releases one hold on every ticket from `first` to `last` (same worker,
+    /// consecutive sequence numbers), as a buffering sink does on flush.
+    #[inline]
+    pub fn done_range(&self, first: Ticket, last: Ticket) {
+        debug_assert!(first.seq <= last.seq);
+        let capacity = self.slots.len() as u64;
+        for seq in first.seq..=last.seq {
+            self.done_slot((seq % capacity) as u32);
+        }
+    }
+
     /// As [`Acker::done`], from a slot index carried through a callback.
     #[inline]
     pub fn done_slot(&self, slot: u32) {

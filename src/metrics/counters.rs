@@ -45,10 +45,13 @@ pub enum Counter {
     SinkRetries,
     /// Times a worker found its ticket queue full and waited for acknowledgements.
     AckWaits,
+    /// Messages read again after a restart from a checkpoint (possible duplicates:
+    /// they may have reached the sink before the crash).
+    Replayed,
 }
 
 /// Number of engine counters.
-pub const ENGINE_COUNTERS: usize = Counter::AckWaits as usize + 1;
+pub const ENGINE_COUNTERS: usize = Counter::Replayed as usize + 1;
 
 /// Names of the engine counters, in slot order (metrics and JSON keys).
 pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
@@ -66,6 +69,7 @@ pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
     "batches_acked",
     "sink_retries",
     "ack_waits",
+    "replayed",
 ];
 
 /// Failure outcomes counted per error category (retry and dead-letter accounting).

@@ -77,15 +77,18 @@ pub const fn align_up(bytes: usize) -> usize {
 /// Total bytes the frame of `message` takes, or why it cannot be framed.
 #[inline]
 pub fn frame_len(message: &Message<'_>) -> Result<usize, FrameError> {
-    let key_bytes = message.key.len();
+    frame_len_for(message.key.len(), message.headers.encoded().len(), message.payload.len())
+}
+
+/// Total bytes of a frame with these lengths, or why it cannot be framed.
+#[inline]
+pub fn frame_len_for(key_bytes: usize, headers_bytes: usize, payload_bytes: usize) -> Result<usize, FrameError> {
     if key_bytes > KEY_BYTES_MAX {
         return Err(FrameError::KeyTooLong { key_bytes });
     }
-    let headers_bytes = message.headers.encoded().len();
     if headers_bytes > HEADERS_BYTES_MAX {
         return Err(FrameError::HeadersTooLong { headers_bytes });
     }
-    let payload_bytes = message.payload.len();
     if payload_bytes > PAYLOAD_BYTES_MAX {
         let frame_bytes = RECORD_HEADER_BYTES + key_bytes + headers_bytes + payload_bytes;
         return Err(FrameError::TooLarge { frame_bytes, frame_bytes_max: PAYLOAD_BYTES_MAX });
@@ -97,11 +100,18 @@ pub fn frame_len(message: &Message<'_>) -> Result<usize, FrameError> {
 /// The caller has checked the lengths with [`frame_len`].
 #[inline(always)]
 pub fn encode_header(message: &Message<'_>) -> [u8; RECORD_HEADER_BYTES] {
+    encode_header_for(message, message.payload.len())
+}
+
+/// The header of `message` with a payload of `payload_bytes` (the payload may be
+/// written in parts).
+#[inline(always)]
+pub fn encode_header_for(message: &Message<'_>, payload_bytes: usize) -> [u8; RECORD_HEADER_BYTES] {
     debug_assert!(message.key.len() <= KEY_BYTES_MAX);
     debug_assert!(message.headers.encoded().len() <= HEADERS_BYTES_MAX);
-    debug_assert!(message.payload.len() <= PAYLOAD_BYTES_MAX);
+    debug_assert!(payload_bytes <= PAYLOAD_BYTES_MAX);
     let mut header = [0u8; RECORD_HEADER_BYTES];
-    header[0..4].copy_from_slice(&(message.payload.len() as u32).to_le_bytes());
+    header[0..4].copy_from_slice(&(payload_bytes as u32).to_le_bytes());
     header[4..6].copy_from_slice(&(message.key.len() as u16).to_le_bytes());
     header[6..8].copy_from_slice(&(message.headers.encoded().len() as u16).to_le_bytes());
     header[8..12].copy_from_slice(&message.meta.partition.to_le_bytes());

@@ -200,7 +200,18 @@ impl Producer {
     /// free space for records it cannot see).
     #[inline]
     pub fn write(&mut self, message: &Message<'_>) -> Result<(), PushError> {
-        let len = frame::frame_len(message).map_err(PushError::TooLarge)?;
+        self.write_parts(message, &[])
+    }
+
+    /// Like [`Producer::write`], with the payload gathered from `message.payload`
+    /// followed by each of `more_payload` (no intermediate buffer: the generator
+    /// builds payloads this way). The record's payload is the concatenation.
+    #[inline]
+    pub fn write_parts(&mut self, message: &Message<'_>, more_payload: &[&[u8]]) -> Result<(), PushError> {
+        let extra: usize = more_payload.iter().map(|p| p.len()).sum();
+        let payload_bytes = message.payload.len() + extra;
+        let len = frame::frame_len_for(message.key.len(), message.headers.encoded().len(), payload_bytes)
+            .map_err(PushError::TooLarge)?;
         if len > self.shared.frame_bytes_max {
             return Err(PushError::TooLarge(FrameError::TooLarge {
                 frame_bytes: len,
@@ -232,9 +243,10 @@ impl Producer {
         }
         // SAFETY: [offset, offset + len) lies in the buffer (len <= to_end, or offset
         // is 0 after padding and len <= capacity / 2) and in the free, unpublished
-        // region [tail, head + capacity), which only the producer touches.
+        // region [tail, head + capacity), which only the producer touches. The parts
+        // written add up to `len` minus alignment padding.
         unsafe {
-            buffer.write(offset, &frame::encode_header(message));
+            buffer.write(offset, &frame::encode_header_for(message, payload_bytes));
             let mut at = offset + RECORD_HEADER_BYTES;
             if !message.key.is_empty() {
                 buffer.write(at, message.key);
@@ -246,6 +258,12 @@ impl Producer {
                 at += headers.len();
             }
             buffer.write(at, message.payload);
+            at += message.payload.len();
+            for part in more_payload {
+                buffer.write(at, part);
+                at += part.len();
+            }
+            debug_assert!(at <= offset + len);
         }
         self.tail += len;
         self.records_staged += 1;

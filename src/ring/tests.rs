@@ -184,3 +184,15 @@ fn two_threads_move_a_million_variable_records_in_order() {
     producer.join().unwrap();
     assert_eq!(expected, COUNT);
 }
+
+#[test]
+fn payload_parts_are_concatenated() {
+    let (mut p, mut c) = ring(4096).unwrap();
+    let m = Message { key: b"k", payload: b"{\"id\":", ..Default::default() };
+    p.write_parts(&m, &[b"42", b",\"x\":1}"]).unwrap();
+    p.commit();
+    let batch = c.read_batch(1);
+    let back = batch.next_record().unwrap();
+    assert_eq!(back.payload, b"{\"id\":42,\"x\":1}");
+    assert_eq!(back.key, b"k");
+}
