@@ -22,8 +22,8 @@ use crate::metrics::latency::new_histogram;
 use crate::metrics::{Counter, LatencyRecorder, LatencyShared, LatencySummary, ShardedCounters};
 use crate::processor::Processor;
 use crate::ring::ring;
-use crate::sink::dead_letter::{DeadLetter, LogDeadLetter};
 use crate::sink::SinkFactory;
+use crate::sink::dead_letter::{DeadLetter, LogDeadLetter};
 use crate::source::{Ingest, IngestParts, IngestSettings, Routing, Source, SourceError};
 use crate::sync::Arc;
 use crate::worker::{Placement, Worker, WorkerError, WorkerReport};
@@ -75,7 +75,8 @@ impl std::fmt::Display for SettingError {
 impl EngineSettings {
     /// Checks every bound; the first violation is returned.
     pub fn validate(&self) -> Result<(), SettingError> {
-        let error = |setting, message: String, hint: String| Err(SettingError { setting, message, hint });
+        let error =
+            |setting, message: String, hint: String| Err(SettingError { setting, message, hint });
         if self.workers == 0 || self.workers > WORKERS_MAX {
             return error(
                 "workers",
@@ -83,10 +84,15 @@ impl EngineSettings {
                 "use 1 per core; omit it for the default".into(),
             );
         }
-        if !self.ring_bytes.is_power_of_two() || !(RING_BYTES_MIN..=RING_BYTES_MAX).contains(&self.ring_bytes) {
+        if !self.ring_bytes.is_power_of_two()
+            || !(RING_BYTES_MIN..=RING_BYTES_MAX).contains(&self.ring_bytes)
+        {
             return error(
                 "ring_bytes",
-                format!("{} bytes is not a power of two in {RING_BYTES_MIN}..={RING_BYTES_MAX}", self.ring_bytes),
+                format!(
+                    "{} bytes is not a power of two in {RING_BYTES_MIN}..={RING_BYTES_MAX}",
+                    self.ring_bytes
+                ),
                 format!("try \"{}MiB\"", RING_BYTES_DEFAULT >> 20),
             );
         }
@@ -98,7 +104,11 @@ impl EngineSettings {
             );
         }
         if self.record_bytes_max == 0 {
-            return error("record_bytes_max", "must be at least 1 byte".into(), "try \"1MiB\"".into());
+            return error(
+                "record_bytes_max",
+                "must be at least 1 byte".into(),
+                "try \"1MiB\"".into(),
+            );
         }
         // A record may take at most half a ring (see ring::frame).
         let frame_max = crate::ring::frame::align_up(RECORD_HEADER_BYTES + self.record_bytes_max);
@@ -110,7 +120,10 @@ impl EngineSettings {
                      half the ring, {} bytes with its header)",
                     self.ring_bytes, self.record_bytes_max, frame_max
                 ),
-                format!("raise ring_bytes to at least {} or lower record_bytes_max", (2 * frame_max).next_power_of_two()),
+                format!(
+                    "raise ring_bytes to at least {} or lower record_bytes_max",
+                    (2 * frame_max).next_power_of_two()
+                ),
             );
         }
         Ok(())
@@ -163,7 +176,13 @@ impl Engine {
         processors: ProcessorFactory,
         sink: Arc<dyn SinkFactory>,
     ) -> Self {
-        Engine { settings, source, processors, sink, dead_letter: Arc::new(LogDeadLetter::default()) }
+        Engine {
+            settings,
+            source,
+            processors,
+            sink,
+            dead_letter: Arc::new(LogDeadLetter::default()),
+        }
     }
 
     /// Sets where undeliverable messages go.
@@ -179,7 +198,8 @@ impl Engine {
         let workers = settings.workers;
         let routing = self.source.routing();
         let watermark_per_worker = routing == Routing::KeyHash;
-        let watermarks = Arc::new(Watermarks::new(if watermark_per_worker { workers } else { PARTITIONS_MAX }));
+        let watermarks =
+            Arc::new(Watermarks::new(if watermark_per_worker { workers } else { PARTITIONS_MAX }));
         // One counter shard per worker, and the last one for the source thread.
         let counters = Arc::new(ShardedCounters::new(workers + 1));
         let stop = Arc::new(AtomicBool::new(false));
@@ -189,10 +209,14 @@ impl Engine {
         let mut producers = Vec::with_capacity(workers);
         let mut worker_threads = Vec::with_capacity(workers);
         for index in 0..workers {
-            let (producer, consumer) = ring(settings.ring_bytes).map_err(|e| EngineError::Startup(e.to_string()))?;
+            let (producer, consumer) =
+                ring(settings.ring_bytes).map_err(|e| EngineError::Startup(e.to_string()))?;
             producers.push(producer);
             let acks = AckQueue::new(watermarks.clone());
-            let sink = self.sink.open(index, acks.acker()).map_err(|e| EngineError::Startup(e.to_string()))?;
+            let sink = self
+                .sink
+                .open(index, acks.acker())
+                .map_err(|e| EngineError::Startup(e.to_string()))?;
             let worker = Worker {
                 index,
                 consumer,
@@ -263,7 +287,11 @@ impl Drop for DoneGuard {
 }
 
 /// The source thread: read, close the rings, wait for the workers, checkpoint.
-fn run_source(source: &mut dyn Source, mut ingest: Ingest, workers_running: &AtomicUsize) -> Result<(), SourceError> {
+fn run_source(
+    source: &mut dyn Source,
+    mut ingest: Ingest,
+    workers_running: &AtomicUsize,
+) -> Result<(), SourceError> {
     let result = source.run(&mut ingest);
     ingest.close();
     while workers_running.load(Ordering::Acquire) > 0 {
@@ -316,7 +344,12 @@ impl Metrics {
         for shared in &self.latency {
             shared.merge_into(&mut merged);
         }
-        Snapshot { elapsed: self.started.elapsed(), totals, per_worker, latency: LatencySummary::of(&merged) }
+        Snapshot {
+            elapsed: self.started.elapsed(),
+            totals,
+            per_worker,
+            latency: LatencySummary::of(&merged),
+        }
     }
 }
 
@@ -368,7 +401,9 @@ impl RunningEngine {
                     first_error.get_or_insert(EngineError::Worker { worker: index, error });
                 }
                 Err(_) => {
-                    first_error.get_or_insert(EngineError::Panic { thread: format!("corestream-worker-{index}") });
+                    first_error.get_or_insert(EngineError::Panic {
+                        thread: format!("corestream-worker-{index}"),
+                    });
                 }
             }
         }
@@ -378,7 +413,8 @@ impl RunningEngine {
                 first_error.get_or_insert(EngineError::Source(error));
             }
             Err(_) => {
-                first_error.get_or_insert(EngineError::Panic { thread: "corestream-source".into() });
+                first_error
+                    .get_or_insert(EngineError::Panic { thread: "corestream-source".into() });
             }
         }
         match first_error {

@@ -6,6 +6,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod ack;
+pub mod config;
+pub mod engine;
 pub mod limits;
 pub mod message;
 pub mod metrics;
@@ -13,10 +15,9 @@ pub mod parse;
 pub mod processor;
 pub mod retry;
 pub mod ring;
+pub mod sink;
+pub mod source;
 pub mod sync;
 pub mod transform;
 pub mod wait;
-pub mod sink;
-pub mod source;
 pub mod worker;
-pub mod engine;

@@ -45,9 +45,14 @@ fn generator_to_null_counts_every_message() {
         ..Default::default()
     })
     .unwrap();
-    let report = Engine::new(settings(2), Box::new(source), Box::new(|_| Box::new(PassThrough)), Arc::new(NullSinkFactory))
-        .run()
-        .unwrap();
+    let report = Engine::new(
+        settings(2),
+        Box::new(source),
+        Box::new(|_| Box::new(PassThrough)),
+        Arc::new(NullSinkFactory),
+    )
+    .run()
+    .unwrap();
     let s = &report.snapshot;
     assert_eq!(s.get(Counter::Ingested), 200_000);
     assert_eq!(s.get(Counter::MessagesIn), 200_000);
@@ -57,7 +62,10 @@ fn generator_to_null_counts_every_message() {
     assert_eq!(s.latency.count, 200_000, "one latency sample per message");
     let per_worker: u64 = s.per_worker.iter().map(|w| w[Counter::MessagesIn as usize]).sum();
     assert_eq!(per_worker, 200_000);
-    assert!(s.per_worker.iter().all(|w| w[Counter::MessagesIn as usize] > 0), "both workers got keys");
+    assert!(
+        s.per_worker.iter().all(|w| w[Counter::MessagesIn as usize] > 0),
+        "both workers got keys"
+    );
 }
 
 /// Checks that each key's messages arrive in generation order (ids increase).
@@ -101,7 +109,11 @@ fn order_per_key_holds_across_workers() {
     .run()
     .unwrap();
     assert_eq!(report.snapshot.get(Counter::MessagesIn), 100_000);
-    assert_eq!(violations.load(std::sync::atomic::Ordering::Relaxed), 0, "a key's messages were reordered");
+    assert_eq!(
+        violations.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a key's messages were reordered"
+    );
 }
 
 /// Drops lines containing "drop", fails lines containing "bad".
@@ -145,12 +157,19 @@ fn file_to_file_delivers_filters_and_dead_letters_every_line() {
     let output = dir.join("out.ndjson");
     let dlq = dir.join("dlq.ndjson");
     let checkpoint = dir.join("in.ckpt");
-    let source = FileSource::new(&input, Some(&checkpoint), std::time::Duration::from_millis(10), 1024).unwrap();
+    let source =
+        FileSource::new(&input, Some(&checkpoint), std::time::Duration::from_millis(10), 1024)
+            .unwrap();
     let sink = WriterSinkFactory::file(&output, false, false, 4096).unwrap();
-    let report = Engine::new(settings(2), Box::new(source), Box::new(|_| Box::new(DropAndFail)), Arc::new(sink))
-        .dead_letter(Arc::new(FileDeadLetter::open(&dlq).unwrap()))
-        .run()
-        .unwrap();
+    let report = Engine::new(
+        settings(2),
+        Box::new(source),
+        Box::new(|_| Box::new(DropAndFail)),
+        Arc::new(sink),
+    )
+    .dead_letter(Arc::new(FileDeadLetter::open(&dlq).unwrap()))
+    .run()
+    .unwrap();
     let s = &report.snapshot;
     assert_eq!(s.get(Counter::Ingested), 50_001);
     assert_eq!(s.get(Counter::SourceRejected), 1);
@@ -159,7 +178,8 @@ fn file_to_file_delivers_filters_and_dead_letters_every_line() {
     assert_eq!(s.get(Counter::DeadLettered), 5_001);
     assert_eq!(s.get(Counter::Outputs) as usize, expected.len());
 
-    let mut got: Vec<String> = std::fs::read_to_string(&output).unwrap().lines().map(String::from).collect();
+    let mut got: Vec<String> =
+        std::fs::read_to_string(&output).unwrap().lines().map(String::from).collect();
     got.sort();
     expected.sort();
     assert_eq!(got, expected, "output is exactly the kept lines");

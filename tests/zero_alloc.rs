@@ -68,9 +68,14 @@ fn generator_to_processor_to_null_allocates_nothing_per_message() {
         ..Default::default()
     })
     .unwrap();
-    let engine = Engine::new(settings(), Box::new(source), Box::new(|_| Box::new(PassThrough)), Arc::new(NullSinkFactory))
-        .start()
-        .unwrap();
+    let engine = Engine::new(
+        settings(),
+        Box::new(source),
+        Box::new(|_| Box::new(PassThrough)),
+        Arc::new(NullSinkFactory),
+    )
+    .start()
+    .unwrap();
     let (allocated, messages) = allocations_in_steady_state(&engine);
     let report = engine.join().unwrap();
     assert!(messages >= MEASURED_MESSAGES);
@@ -108,7 +113,10 @@ fn file_to_processor_to_file_allocates_nothing_per_message() {
     let output = dir.join("out.ndjson");
     let source = FileSource::new(&input, None, Duration::from_secs(1), 64 << 10).unwrap();
     let sink = WriterSinkFactory::file(&output, false, false, 256 << 10).unwrap();
-    let engine = Engine::new(settings(), Box::new(source), Box::new(|_| Box::new(Upper)), Arc::new(sink)).start().unwrap();
+    let engine =
+        Engine::new(settings(), Box::new(source), Box::new(|_| Box::new(Upper)), Arc::new(sink))
+            .start()
+            .unwrap();
     let (allocated, messages) = allocations_in_steady_state(&engine);
     let report = engine.join().unwrap();
     assert_eq!(allocated, 0, "{allocated} allocations during {messages} messages");

@@ -82,7 +82,11 @@ pub fn frame_len(message: &Message<'_>) -> Result<usize, FrameError> {
 
 /// Total bytes of a frame with these lengths, or why it cannot be framed.
 #[inline]
-pub fn frame_len_for(key_bytes: usize, headers_bytes: usize, payload_bytes: usize) -> Result<usize, FrameError> {
+pub fn frame_len_for(
+    key_bytes: usize,
+    headers_bytes: usize,
+    payload_bytes: usize,
+) -> Result<usize, FrameError> {
     if key_bytes > KEY_BYTES_MAX {
         return Err(FrameError::KeyTooLong { key_bytes });
     }

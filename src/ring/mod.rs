@@ -207,11 +207,16 @@ impl Producer {
     /// followed by each of `more_payload` (no intermediate buffer: the generator
     /// builds payloads this way). The record's payload is the concatenation.
     #[inline]
-    pub fn write_parts(&mut self, message: &Message<'_>, more_payload: &[&[u8]]) -> Result<(), PushError> {
+    pub fn write_parts(
+        &mut self,
+        message: &Message<'_>,
+        more_payload: &[&[u8]],
+    ) -> Result<(), PushError> {
         let extra: usize = more_payload.iter().map(|p| p.len()).sum();
         let payload_bytes = message.payload.len() + extra;
-        let len = frame::frame_len_for(message.key.len(), message.headers.encoded().len(), payload_bytes)
-            .map_err(PushError::TooLarge)?;
+        let len =
+            frame::frame_len_for(message.key.len(), message.headers.encoded().len(), payload_bytes)
+                .map_err(PushError::TooLarge)?;
         if len > self.shared.frame_bytes_max {
             return Err(PushError::TooLarge(FrameError::TooLarge {
                 frame_bytes: len,

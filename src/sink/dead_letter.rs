@@ -88,8 +88,9 @@ impl DeadLetter for FileDeadLetter {
         let (file, buffer) = &mut *guard;
         buffer.clear();
         encode_record(record, buffer);
-        file.write_all(buffer)
-            .map_err(|e| SinkError::io(&format!("write to dead-letter file {}", self.path.display()), &e))
+        file.write_all(buffer).map_err(|e| {
+            SinkError::io(&format!("write to dead-letter file {}", self.path.display()), &e)
+        })
     }
 
     fn describe(&self) -> String {
@@ -175,7 +176,14 @@ fn write_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
             b'\n' => out.extend_from_slice(b"\\n"),
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
-            0..=0x1f => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]),
+            0..=0x1f => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]),
             _ => out.push(b),
         }
     }

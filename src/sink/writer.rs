@@ -62,7 +62,12 @@ pub struct WriterSinkFactory {
 impl WriterSinkFactory {
     /// A file sink; `append` keeps existing content (needed to resume after a crash
     /// without losing output), otherwise the file is truncated.
-    pub fn file(path: &Path, append: bool, fsync: bool, buffer_bytes: usize) -> Result<Self, SinkError> {
+    pub fn file(
+        path: &Path,
+        append: bool,
+        fsync: bool,
+        buffer_bytes: usize,
+    ) -> Result<Self, SinkError> {
         let mut options = OpenOptions::new();
         options.create(true);
         if append {
@@ -141,8 +146,11 @@ impl Sink for WriterSink {
                 if need > self.buffer_bytes {
                     // A line longer than the whole buffer: write it straight through.
                     let mut target = self.target.lock();
-                    let result = target.write_all(output.payload).and_then(|()| target.write_all(b"\n"));
-                    result.map_err(|e| SinkError::io(&format!("write to {}", target.describe()), &e))?;
+                    let result =
+                        target.write_all(output.payload).and_then(|()| target.write_all(b"\n"));
+                    result.map_err(|e| {
+                        SinkError::io(&format!("write to {}", target.describe()), &e)
+                    })?;
                     continue;
                 }
             }

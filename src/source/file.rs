@@ -87,7 +87,12 @@ impl LineReader {
             let n = match reader.read(&mut self.buffer[self.filled..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(SourceError::new(format!("read failed at byte {}: {e}", self.offset))),
+                Err(e) => {
+                    return Err(SourceError::new(format!(
+                        "read failed at byte {}: {e}",
+                        self.offset
+                    )));
+                }
             };
             if n == 0 {
                 self.finish_input(ingest)?;
@@ -129,7 +134,8 @@ impl LineReader {
                 prefix: [0; LONG_LINE_PREFIX_BYTES],
                 prefix_len,
             };
-            long.prefix[..prefix_len].copy_from_slice(&self.buffer[line_start..line_start + prefix_len]);
+            long.prefix[..prefix_len]
+                .copy_from_slice(&self.buffer[line_start..line_start + prefix_len]);
             self.long_line = Some(long);
             self.offset += end as u64;
             self.filled = 0;
@@ -185,7 +191,12 @@ fn push_line(
 }
 
 #[cold]
-fn reject_long_line(ingest: &mut Ingest, long: &LongLine, end_position: u64, record_bytes_max: usize) {
+fn reject_long_line(
+    ingest: &mut Ingest,
+    long: &LongLine,
+    end_position: u64,
+    record_bytes_max: usize,
+) {
     let reason = format!(
         "line of {} bytes at byte {} exceeds record_bytes_max {} (this record keeps its first {} bytes)",
         end_position.saturating_sub(1 + long.start),
@@ -219,9 +230,13 @@ impl FileSource {
         checkpoint_interval: Duration,
         record_bytes_max: usize,
     ) -> Result<Self, SourceError> {
-        File::open(path).map_err(|e| SourceError::new(format!("cannot open input file {}: {e}", path.display())))?;
+        File::open(path).map_err(|e| {
+            SourceError::new(format!("cannot open input file {}: {e}", path.display()))
+        })?;
         let checkpoint = match checkpoint_path {
-            Some(p) => checkpoint::load(p).map_err(|e| SourceError::new(format!("checkpoint: {e}")))?,
+            Some(p) => {
+                checkpoint::load(p).map_err(|e| SourceError::new(format!("checkpoint: {e}")))?
+            }
             None => None,
         };
         Ok(FileSource {
@@ -244,8 +259,9 @@ impl FileSource {
         };
         let next = Checkpoint { position, read: read.max(position) };
         if self.checkpoint != Some(next) {
-            checkpoint::store(path, next)
-                .map_err(|e| SourceError::new(format!("cannot write checkpoint {}: {e}", path.display())))?;
+            checkpoint::store(path, next).map_err(|e| {
+                SourceError::new(format!("cannot write checkpoint {}: {e}", path.display()))
+            })?;
             self.checkpoint = Some(next);
         }
         Ok(())
@@ -261,8 +277,9 @@ impl Source for FileSource {
     }
 
     fn run(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
-        let mut file = File::open(&self.path)
-            .map_err(|e| SourceError::new(format!("cannot open input file {}: {e}", self.path.display())))?;
+        let mut file = File::open(&self.path).map_err(|e| {
+            SourceError::new(format!("cannot open input file {}: {e}", self.path.display()))
+        })?;
         let start = self.start_position();
         let length = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
         if start > length {
@@ -272,8 +289,9 @@ impl Source for FileSource {
                 self.path.display()
             )));
         }
-        file.seek(SeekFrom::Start(start))
-            .map_err(|e| SourceError::new(format!("cannot seek {} to {start}: {e}", self.path.display())))?;
+        file.seek(SeekFrom::Start(start)).map_err(|e| {
+            SourceError::new(format!("cannot seek {} to {start}: {e}", self.path.display()))
+        })?;
         ingest.resume_from(start);
         let mut reader = LineReader::new(self.record_bytes_max, start);
         if let Some(c) = self.checkpoint {

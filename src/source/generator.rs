@@ -79,7 +79,8 @@ const REGIONS: [(&str, f64); 6] = [
     ("ap-south", 0.14),
     ("ap-southeast", 0.10),
 ];
-const STATUSES: [(&str, f64); 4] = [("paid", 0.45), ("pending", 0.27), ("failed", 0.16), ("refunded", 0.12)];
+const STATUSES: [(&str, f64); 4] =
+    [("paid", 0.45), ("pending", 0.27), ("failed", 0.16), ("refunded", 0.12)];
 const CURRENCIES: [(&str, f64); 4] = [("EUR", 0.35), ("USD", 0.40), ("GBP", 0.12), ("INR", 0.13)];
 const CHANNELS: [(&str, f64); 5] =
     [("web", 0.40), ("ios", 0.22), ("android", 0.25), ("pos", 0.08), ("partner", 0.05)];
@@ -119,7 +120,9 @@ impl GeneratorSource {
             )));
         }
         if settings.rate_per_sec == Some(0) {
-            return Err(SourceError::new("generator rate_per_sec must be at least 1 (omit it for no limit)"));
+            return Err(SourceError::new(
+                "generator rate_per_sec must be at least 1 (omit it for no limit)",
+            ));
         }
         if settings.keys > 1_000_000 {
             return Err(SourceError::new(format!(
@@ -170,7 +173,12 @@ impl GeneratorSource {
 
     /// Pushes message number `id` (1-based).
     #[inline]
-    fn push_one(&mut self, ingest: &mut Ingest, id: u64, timestamp_ms: i64) -> Result<(), SourceError> {
+    fn push_one(
+        &mut self,
+        ingest: &mut Ingest,
+        id: u64,
+        timestamp_ms: i64,
+    ) -> Result<(), SourceError> {
         let draw = next_random(&mut self.rng);
         let body = &self.bodies[(draw as usize) % GENERATOR_POOL_BODIES];
         let mut id_digits = itoa::Buffer::new();
@@ -182,9 +190,14 @@ impl GeneratorSource {
         }
         let key: &[u8] = if keyed { &key_buffer } else { b"" };
         // {"id":N,"customer":"c-000001",<body>[,"pad":"xxx"]}
-        let fixed =
-            HEAD.len() + id_text.len() + CUSTOMER_OPEN.len() + KEY_BYTES + CUSTOMER_CLOSE.len() + body.len();
-        let padded = self.settings.message_bytes.saturating_sub(fixed + PAD_OPEN.len() + PAD_CLOSE.len());
+        let fixed = HEAD.len()
+            + id_text.len()
+            + CUSTOMER_OPEN.len()
+            + KEY_BYTES
+            + CUSTOMER_CLOSE.len()
+            + body.len();
+        let padded =
+            self.settings.message_bytes.saturating_sub(fixed + PAD_OPEN.len() + PAD_CLOSE.len());
         let pad_fits = self.settings.message_bytes >= fixed + PAD_OPEN.len() + PAD_CLOSE.len();
         let customer = if keyed { &key_buffer[..] } else { b"c-000000" };
         let message = Message {
@@ -194,7 +207,16 @@ impl GeneratorSource {
             meta: Meta { partition: 0, position: id, timestamp_ms, ingest_ns: 0 },
         };
         let parts: [&[u8]; 8] = if pad_fits {
-            [id_text, CUSTOMER_OPEN, customer, CUSTOMER_CLOSE, body, PAD_OPEN, &self.padding[..padded], PAD_CLOSE]
+            [
+                id_text,
+                CUSTOMER_OPEN,
+                customer,
+                CUSTOMER_CLOSE,
+                body,
+                PAD_OPEN,
+                &self.padding[..padded],
+                PAD_CLOSE,
+            ]
         } else {
             [id_text, CUSTOMER_OPEN, customer, CUSTOMER_CLOSE, body, CLOSE, b"", b""]
         };
@@ -267,7 +289,10 @@ mod tests {
 
     #[test]
     fn settings_are_validated() {
-        let too_big = GeneratorSettings { message_bytes: GENERATOR_MESSAGE_BYTES_MAX + 1, ..Default::default() };
+        let too_big = GeneratorSettings {
+            message_bytes: GENERATOR_MESSAGE_BYTES_MAX + 1,
+            ..Default::default()
+        };
         assert!(GeneratorSource::new(too_big).err().unwrap().message.contains("message_bytes"));
         let zero_rate = GeneratorSettings { rate_per_sec: Some(0), ..Default::default() };
         assert!(GeneratorSource::new(zero_rate).err().unwrap().message.contains("rate_per_sec"));

@@ -17,9 +17,9 @@ pub mod progress;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ack::Watermarks;
+use crate::message::Message;
 use crate::metrics::clock;
 use crate::metrics::{Counter, LocalCounts, ShardedCounters};
-use crate::message::Message;
 use crate::retry::ErrorCategory;
 use crate::ring::{Producer, PushError};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
@@ -92,7 +92,9 @@ pub enum IngestError {
 impl std::fmt::Display for IngestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            IngestError::WorkerGone { worker } => write!(f, "worker {worker} stopped; its ring is closed"),
+            IngestError::WorkerGone { worker } => {
+                write!(f, "worker {worker} stopped; its ring is closed")
+            }
         }
     }
 }
@@ -183,7 +185,9 @@ impl Ingest {
         let workers = self.producers.len();
         match self.settings.routing {
             Routing::Partition => message.meta.partition as usize % workers,
-            Routing::KeyHash if !message.key.is_empty() => (hash_key(message.key) % workers as u64) as usize,
+            Routing::KeyHash if !message.key.is_empty() => {
+                (hash_key(message.key) % workers as u64) as usize
+            }
             Routing::KeyHash => {
                 if self.round_robin_left == 0 {
                     self.round_robin_worker = (self.round_robin_worker + 1) % workers;
@@ -205,8 +209,13 @@ impl Ingest {
 
     /// [`Ingest::push`] with the payload gathered from several parts.
     #[inline]
-    pub fn push_parts(&mut self, message: &Message<'_>, more_payload: &[&[u8]]) -> Result<(), IngestError> {
-        let payload_bytes = message.payload.len() + more_payload.iter().map(|p| p.len()).sum::<usize>();
+    pub fn push_parts(
+        &mut self,
+        message: &Message<'_>,
+        more_payload: &[&[u8]],
+    ) -> Result<(), IngestError> {
+        let payload_bytes =
+            message.payload.len() + more_payload.iter().map(|p| p.len()).sum::<usize>();
         if payload_bytes > self.settings.record_bytes_max {
             self.reject_too_large(message, payload_bytes);
             return Ok(());
@@ -272,7 +281,8 @@ impl Ingest {
     #[cold]
     fn reject_too_large(&mut self, message: &Message<'_>, payload_bytes: usize) {
         let mut reason_buffer = [0u8; 96];
-        let reason = format_reason(&mut reason_buffer, payload_bytes, self.settings.record_bytes_max);
+        let reason =
+            format_reason(&mut reason_buffer, payload_bytes, self.settings.record_bytes_max);
         self.reject(message, ErrorCategory::MessageTooLarge, reason);
     }
 
@@ -297,7 +307,10 @@ impl Ingest {
         };
         if let Err(e) = self.dead_letter.send(&record) {
             // The record of a failure must not vanish: say so loudly and count it.
-            eprintln!("corestream: dead-letter write failed ({e}); message at position {} counted only", record.position);
+            eprintln!(
+                "corestream: dead-letter write failed ({e}); message at position {} counted only",
+                record.position
+            );
         }
         self.local.add(Counter::SourceRejected, 1);
         self.local.add(Counter::DeadLettered, 1);
@@ -401,6 +414,9 @@ mod tests {
     #[test]
     fn reason_is_formatted_without_allocation() {
         let mut buffer = [0u8; 96];
-        assert_eq!(format_reason(&mut buffer, 10, 5), "payload of 10 bytes exceeds record_bytes_max 5");
+        assert_eq!(
+            format_reason(&mut buffer, 10, 5),
+            "payload of 10 bytes exceeds record_bytes_max 5"
+        );
     }
 }

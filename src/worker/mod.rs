@@ -185,12 +185,18 @@ impl Core {
 
     /// One batch: decode, process, dead-letter failures, hand to the sink, time.
     #[inline]
-    fn process_batch<'a>(&mut self, batch: &'a ReadBatch<'_>, arena: &'a Bump) -> Result<BatchOutcome, WorkerError> {
-        let mut inputs: BumpVec<'a, Message<'a>> = BumpVec::with_capacity_in(self.batch_records, arena);
+    fn process_batch<'a>(
+        &mut self,
+        batch: &'a ReadBatch<'_>,
+        arena: &'a Bump,
+    ) -> Result<BatchOutcome, WorkerError> {
+        let mut inputs: BumpVec<'a, Message<'a>> =
+            BumpVec::with_capacity_in(self.batch_records, arena);
         let mut builder = self.acks.builder();
         let mut input_bytes = 0usize;
         while let Some(message) = batch.peek() {
-            let slot = if self.watermark_per_worker { self.index as u32 } else { message.meta.partition };
+            let slot =
+                if self.watermark_per_worker { self.index as u32 } else { message.meta.partition };
             if !builder.note(slot, message.meta.position) {
                 break; // too many partitions in one ticket: the rest waits for the next batch
             }
@@ -205,7 +211,8 @@ impl Core {
             self.processor.process(&inputs, &mut emit);
         }
         // Settle every input exactly once: emitted, failed (dead-lettered) or filtered.
-        let mut settled: BumpVec<'a, bool> = BumpVec::from_iter_in(inputs.iter().map(|_| false), arena);
+        let mut settled: BumpVec<'a, bool> =
+            BumpVec::from_iter_in(inputs.iter().map(|_| false), arena);
         let mut emitted_inputs = 0usize;
         let mut output_bytes = 0usize;
         for output in outputs.iter() {
