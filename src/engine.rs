@@ -208,7 +208,7 @@ impl Engine {
 
         let mut producers = Vec::with_capacity(workers);
         let mut worker_threads = Vec::with_capacity(workers);
-        for index in 0..workers {
+        for (index, latency_shared) in latency.iter().enumerate() {
             let (producer, consumer) =
                 ring(settings.ring_bytes).map_err(|e| EngineError::Startup(e.to_string()))?;
             producers.push(producer);
@@ -225,7 +225,7 @@ impl Engine {
                 acks,
                 dead_letter: self.dead_letter.clone(),
                 counters: counters.clone(),
-                latency: LatencyRecorder::new(latency[index].clone()),
+                latency: LatencyRecorder::new(latency_shared.clone()),
                 batch_records: settings.batch_records,
                 watermark_per_worker,
                 placement: settings.placement,

@@ -6,6 +6,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod ack;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod limits;

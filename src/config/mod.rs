@@ -32,6 +32,7 @@
 //! keeps its position (serde's internally tagged enums lose them); a field that does
 //! not apply to the chosen type is an error pointing at it.
 
+pub mod build;
 pub mod diagnostic;
 
 use std::ops::Range;

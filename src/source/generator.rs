@@ -3,8 +3,9 @@
 //!
 //! At start it renders a pool of order bodies (region, status, amount, currency,
 //! ... drawn with the reference dataset's weights). Per message it only picks a body
-//! and a customer with a cheap xorshift, and gathers `{"id":<n>,"customer":"<key>",`
-//! + body + padding straight into the ring (no intermediate buffer, no allocation).
+//! and a customer with a cheap xorshift, and gathers the head
+//! `{"id":<n>,"customer":"<key>",`, the body and the padding straight into the ring
+//! (no intermediate buffer, no allocation).
 //! The customer is also the message key, so `keys` is the key cardinality and
 //! messages of one customer keep their order through the engine.
 

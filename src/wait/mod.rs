@@ -62,6 +62,13 @@ pub const WAIT_TABLE_DEFAULT: [WaitStep; 16] = [
 const _: () =
     assert!(matches!(WAIT_TABLE_DEFAULT[WAIT_TABLE_DEFAULT.len() - 1], WaitStep::Park { .. }));
 
+/// Makes the calling thread's first park allocation-free: the parking library
+/// allocates per-thread state lazily on a thread's first wait. Engine threads call
+/// this at start, so the steady state makes no allocation even when it parks.
+pub fn warm_up_thread() {
+    WaitCell::new().park(Duration::ZERO, || false);
+}
+
 /// Walks a [`WaitTable`]; one per waiting thread and condition.
 #[derive(Clone, Debug)]
 pub struct Waiter {

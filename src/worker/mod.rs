@@ -116,6 +116,7 @@ impl Worker {
             arena_bytes,
         } = self;
         let pinned = pin::pin_current(index, placement);
+        crate::wait::warm_up_thread();
         let core = Core {
             index,
             processor,
