@@ -53,7 +53,7 @@ fn allocations_in_steady_state(engine: &RunningEngine) -> (u64, u64) {
     };
     let start_messages = wait_for(WARM_UP_MESSAGES);
     let start = allocations();
-    let end_messages = wait_for(WARM_UP_MESSAGES + MEASURED_MESSAGES);
+    let end_messages = wait_for(start_messages + MEASURED_MESSAGES);
     let end = allocations();
     (end - start, end_messages - start_messages)
 }
@@ -62,7 +62,7 @@ fn allocations_in_steady_state(engine: &RunningEngine) -> (u64, u64) {
 fn generator_to_processor_to_null_allocates_nothing_per_message() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let source = GeneratorSource::new(GeneratorSettings {
-        count: Some(4_000_000),
+        count: Some(6_000_000),
         keys: 10_000,
         message_bytes: 200,
         ..Default::default()
@@ -80,7 +80,7 @@ fn generator_to_processor_to_null_allocates_nothing_per_message() {
     let report = engine.join().unwrap();
     assert!(messages >= MEASURED_MESSAGES);
     assert_eq!(allocated, 0, "{allocated} allocations during {messages} messages");
-    assert_eq!(report.snapshot.get(Counter::MessagesIn), 4_000_000);
+    assert_eq!(report.snapshot.get(Counter::MessagesIn), 6_000_000);
 }
 
 /// Rewrites each line into the arena (upper-cases it): exercises arena reuse.
@@ -103,7 +103,7 @@ fn file_to_processor_to_file_allocates_nothing_per_message() {
     let dir = std::env::temp_dir().join(format!("corestream-zero-alloc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("in.ndjson");
-    let lines = 2_000_000u64;
+    let lines = 3_000_000u64;
     {
         let mut f = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
         for i in 0..lines {
