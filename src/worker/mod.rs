@@ -163,25 +163,32 @@ impl Core {
             }
             waiter.reset();
             idle_flushed = false;
-            let outcome = self.process_batch(&batch, &arena)?;
-            drop(batch);
-            arena.reset();
-            local.add(Counter::Batches, 1);
-            local.add(Counter::MessagesIn, outcome.inputs as u64);
-            local.add(Counter::BytesIn, outcome.input_bytes as u64);
-            local.add(Counter::Outputs, outcome.outputs as u64);
-            local.add(Counter::OutputBytes, outcome.output_bytes as u64);
-            local.add(Counter::Filtered, outcome.filtered as u64);
-            local.add(Counter::ProcessorFailed, outcome.failed as u64);
-            local.add(Counter::DeadLettered, outcome.failed as u64);
-            local.add(Counter::BatchesAcked, self.acks.poll());
-            local.publish(self.counters.shard(self.index));
+            self.step(batch, &mut arena, &mut local)?;
         }
         self.sink.close().map_err(WorkerError::Sink)?;
         self.drain_acks(&mut local);
         self.latency.publish_final();
         local.publish(self.counters.shard(self.index));
         Ok(())
+    }
+
+    /// Processes one non-empty batch end to end and publishes its counts.
+    #[inline]
+    fn step(&mut self, batch: ReadBatch<'_>, arena: &mut Bump, local: &mut LocalCounts) -> Result<usize, WorkerError> {
+        let outcome = self.process_batch(&batch, arena)?;
+        drop(batch);
+        arena.reset();
+        local.add(Counter::Batches, 1);
+        local.add(Counter::MessagesIn, outcome.inputs as u64);
+        local.add(Counter::BytesIn, outcome.input_bytes as u64);
+        local.add(Counter::Outputs, outcome.outputs as u64);
+        local.add(Counter::OutputBytes, outcome.output_bytes as u64);
+        local.add(Counter::Filtered, outcome.filtered as u64);
+        local.add(Counter::ProcessorFailed, outcome.failed as u64);
+        local.add(Counter::DeadLettered, outcome.failed as u64);
+        local.add(Counter::BatchesAcked, self.acks.poll());
+        local.publish(self.counters.shard(self.index));
+        Ok(outcome.inputs)
     }
 
     /// One batch: decode, process, dead-letter failures, hand to the sink, time.
@@ -312,5 +319,56 @@ fn sleep_step(waiter: &mut Waiter) {
         std::thread::sleep(std::time::Duration::from_micros(100));
     } else {
         waiter.wait(&crate::wait::WaitCell::new(), || false);
+    }
+}
+
+/// A worker driven by hand on the calling thread, for instruction-count benchmarks
+/// and tests of the per-batch path (the same code the worker thread runs).
+#[doc(hidden)]
+pub struct Harness {
+    core: Core,
+    consumer: Consumer,
+    arena: Bump,
+    local: LocalCounts,
+}
+
+impl Harness {
+    /// A worker with `processor`, a null sink and a log dead-letter, reading a ring
+    /// of `ring_bytes`; returns it and the ring's producer.
+    pub fn new(processor: Box<dyn Processor>, ring_bytes: usize, batch_records: usize) -> (Harness, crate::ring::Producer) {
+        use crate::sink::SinkFactory;
+        let (producer, consumer) = crate::ring::ring(ring_bytes).expect("valid ring size");
+        let watermarks = Arc::new(crate::ack::Watermarks::new(1));
+        let acks = AckQueue::new(watermarks);
+        let sink = crate::sink::null::NullSinkFactory.open(0, acks.acker()).expect("null sink opens");
+        let core = Core {
+            index: 0,
+            processor,
+            sink,
+            acks,
+            dead_letter: Arc::new(crate::sink::dead_letter::LogDeadLetter::default()),
+            counters: Arc::new(ShardedCounters::new(1)),
+            latency: LatencyRecorder::new(crate::metrics::LatencyShared::default()),
+            batch_records,
+            watermark_per_worker: true,
+        };
+        let harness =
+            Harness { core, consumer, arena: Bump::with_capacity(crate::limits::ARENA_BYTES_INITIAL), local: LocalCounts::default() };
+        (harness, producer)
+    }
+
+    /// Processes one batch of what is in the ring; returns the messages processed.
+    #[inline(never)]
+    pub fn run_batch(&mut self) -> usize {
+        let batch = self.consumer.read_batch(self.core.batch_records);
+        if batch.is_empty() {
+            return 0;
+        }
+        self.core.step(batch, &mut self.arena, &mut self.local).expect("null sink never fails")
+    }
+
+    /// Messages processed so far.
+    pub fn messages(&self) -> u64 {
+        self.core.counters.sum(Counter::MessagesIn)
     }
 }
