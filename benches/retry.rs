@@ -40,9 +40,12 @@ fn no_alloc_and_at_most(instructions: u64) -> LibraryBenchmarkConfig {
     config
 }
 
+/// Callgrind cap; DHAT runs too (no limit) so the baseline's allocations are reported.
 fn at_most(instructions: u64) -> LibraryBenchmarkConfig {
     let mut config = LibraryBenchmarkConfig::default();
-    config.tool(Callgrind::default().hard_limits([(EventKind::Ir, instructions)]));
+    config
+        .tool(Callgrind::default().hard_limits([(EventKind::Ir, instructions)]))
+        .tool(Dhat::default());
     config
 }
 
