@@ -28,7 +28,10 @@ use std::fmt;
 use std::time::Duration;
 
 use super::error::ParseError;
-use super::{FRACTION_DIGITS_MAX, REASON_WHITESPACE, ScaleError, scan_decimal};
+use super::{
+    FRACTION_DIGITS_MAX, REASON_WHITESPACE, ScaleError, WHOLE_DIGITS_FAST_MAX, scale_fast,
+    scan_decimal,
+};
 
 /// The largest duration the parser accepts, in nanoseconds (about 584 years).
 pub const DURATION_NS_MAX: u64 = u64::MAX;
@@ -75,7 +78,92 @@ pub fn parse_duration(input: &str) -> Result<Duration, ParseError> {
 }
 
 /// [`parse_duration`] in integer nanoseconds.
+#[inline]
 pub fn parse_duration_ns(input: &str) -> Result<u64, ParseError> {
+    match parse_fast(input.as_bytes()) {
+        Some(ns) => Ok(ns),
+        None => parse_exact(input),
+    }
+}
+
+/// The common case in one tight pass: valid input with units and fractions that fit
+/// `u64` arithmetic. `None` hands the input to [`parse_exact`], which decides the rare
+/// valid cases (a fraction whose product overflows `u64`) and words every error; so
+/// this function only has to be right when it returns `Some` (fuzzed against both).
+#[inline(always)]
+fn parse_fast(bytes: &[u8]) -> Option<u64> {
+    if bytes == b"0" {
+        return Some(0);
+    }
+    let len = bytes.len();
+    let mut i = 0;
+    let mut total_ns: u64 = 0;
+    let mut rank_next_min = 0usize;
+    loop {
+        let start = i;
+        let mut whole: u64 = 0;
+        while i < len {
+            let digit = bytes[i].wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            // Wraps past 19 digits; refused just below.
+            whole = whole.wrapping_mul(10).wrapping_add(u64::from(digit));
+            i += 1;
+        }
+        if i == start || i == len || i - start > WHOLE_DIGITS_FAST_MAX {
+            return None;
+        }
+        let mut fraction: u64 = 0;
+        let mut fraction_digits = 0usize;
+        if bytes[i] == b'.' {
+            i += 1;
+            while i < len {
+                let digit = bytes[i].wrapping_sub(b'0');
+                if digit > 9 {
+                    break;
+                }
+                // Wraps past 19 digits; refused just below.
+                fraction = fraction.wrapping_mul(10).wrapping_add(u64::from(digit));
+                fraction_digits += 1;
+                i += 1;
+            }
+            if fraction_digits == 0 || fraction_digits > FRACTION_DIGITS_MAX as usize || i == len {
+                return None;
+            }
+        }
+        let second_is_s = bytes.get(i + 1) == Some(&b's');
+        let (rank, unit_len) = match bytes[i] {
+            b's' => (3, 1),
+            b'm' if second_is_s => (4, 2),
+            b'm' => (2, 1),
+            b'h' => (1, 1),
+            b'd' => (0, 1),
+            b'u' if second_is_s => (5, 2),
+            b'n' if second_is_s => (6, 2),
+            _ => return None,
+        };
+        i += unit_len;
+        // The unit token must end here (`5mx` and `5sec` are errors).
+        if i < len && !bytes[i].is_ascii_digit() {
+            return None;
+        }
+        if rank < rank_next_min {
+            return None;
+        }
+        rank_next_min = rank + 1;
+        let component_ns = scale_fast(whole, fraction, fraction_digits, UNITS[rank].1)?;
+        total_ns = total_ns.checked_add(component_ns)?;
+        if i == len {
+            return Some(total_ns);
+        }
+    }
+}
+
+/// The exact parser: every valid input, and the precise error for every invalid one.
+#[cold]
+#[inline(never)]
+fn parse_exact(input: &str) -> Result<u64, ParseError> {
     let bytes = input.as_bytes();
     if bytes.is_empty() {
         return Err(ParseError::new(0, 0, REASON_EMPTY));
@@ -200,6 +288,9 @@ pub fn fuzz_check_duration(data: &[u8]) {
         let fast = parse_duration_ns(text);
         let slow = reference::parse(text);
         assert_eq!(fast.ok(), slow, "parser and reference disagree on {text:?}: {fast:?}");
+        if let Some(ns) = parse_fast(text.as_bytes()) {
+            assert_eq!(parse_exact(text), Ok(ns), "fast path accepted {text:?}");
+        }
         match fast {
             Ok(ns) => {
                 let canonical = DisplayDuration(Duration::from_nanos(ns)).to_string();
@@ -325,6 +416,9 @@ mod tests {
         assert_eq!(ok("1.000000001s"), Duration::new(1, 1));
         assert_eq!(ok("0.5d"), Duration::from_secs(43_200));
         assert_eq!(ok("1.250us"), Duration::from_nanos(1250));
+        assert_eq!(ok("0.00000000005m"), Duration::from_nanos(3));
+        // fraction × unit passes u64: decided by the exact parser.
+        assert_eq!(ok("0.500000000000000000d"), Duration::from_secs(43_200));
         // 0.1 has no exact f64; integer arithmetic gives exactly 100 ms.
         assert_eq!(ok("0.3s").as_nanos(), 300_000_000);
     }

@@ -26,7 +26,7 @@ pub use error::ParseError;
 pub const FRACTION_DIGITS_MAX: u32 = 18;
 
 /// `10^n` for `n` in `0..=FRACTION_DIGITS_MAX`.
-const POW10: [u64; FRACTION_DIGITS_MAX as usize + 1] = {
+pub(crate) const POW10: [u64; FRACTION_DIGITS_MAX as usize + 1] = {
     let mut table = [1u64; FRACTION_DIGITS_MAX as usize + 1];
     let mut i = 1;
     while i < table.len() {
@@ -35,6 +35,34 @@ const POW10: [u64; FRACTION_DIGITS_MAX as usize + 1] = {
     }
     table
 };
+
+/// Most whole-part digits the fast paths accept: any 19-digit number fits a `u64`
+/// (`u64::MAX` has 20 digits), so the digit loop needs no overflow check; longer
+/// numbers go to the exact parsers, which report the overflow.
+pub(crate) const WHOLE_DIGITS_FAST_MAX: usize = 19;
+
+const _: () = assert!(10u64.checked_pow(WHOLE_DIGITS_FAST_MAX as u32).is_some());
+
+/// `whole.fraction × unit` if it is exact and fits, computed in `u64` only; `None`
+/// means "ask the exact parser" (overflow, inexact, or a product past `u64`).
+#[inline(always)]
+pub(crate) fn scale_fast(
+    whole: u64,
+    fraction: u64,
+    fraction_digits: usize,
+    unit: u64,
+) -> Option<u64> {
+    let whole = whole.checked_mul(unit)?;
+    if fraction_digits == 0 {
+        return Some(whole);
+    }
+    let divisor = POW10[fraction_digits];
+    let product = fraction.checked_mul(unit)?;
+    if product % divisor != 0 {
+        return None;
+    }
+    whole.checked_add(product / divisor)
+}
 
 /// Reasons shared by both parsers.
 pub(crate) const REASON_EXPECTED_DIGIT: &str = "expected a digit";

@@ -24,7 +24,10 @@
 use std::fmt;
 
 use super::error::ParseError;
-use super::{FRACTION_DIGITS_MAX, REASON_WHITESPACE, ScaleError, scan_decimal};
+use super::{
+    FRACTION_DIGITS_MAX, REASON_WHITESPACE, ScaleError, WHOLE_DIGITS_FAST_MAX, scale_fast,
+    scan_decimal,
+};
 
 /// Canonical spelling and bytes of every unit above a byte, IEC first so that a tie
 /// (never possible for a non-zero count) would prefer it.
@@ -60,7 +63,106 @@ pub(crate) const REASON_INEXACT: &str = "not a whole number of bytes";
 /// assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
 /// assert_eq!(parse_size("4K").unwrap_err().offset, 1);
 /// ```
+#[inline]
 pub fn parse_size(input: &str) -> Result<u64, ParseError> {
+    match parse_fast(input.as_bytes()) {
+        Some(size) => Ok(size),
+        None => parse_exact(input),
+    }
+}
+
+/// `1000^p` and `1024^p` for the prefix power `p` (index 0 unused).
+const SI_BYTES: [u64; 7] = [
+    1,
+    1_000,
+    1_000_000,
+    1_000_000_000,
+    1_000_000_000_000,
+    1_000_000_000_000_000,
+    1_000_000_000_000_000_000,
+];
+
+/// The prefix power of a lowercased prefix letter (k = 1 ... e = 6), 0 for none.
+#[inline(always)]
+fn prefix_power(lower: u8) -> usize {
+    match lower {
+        b'k' => 1,
+        b'm' => 2,
+        b'g' => 3,
+        b't' => 4,
+        b'p' => 5,
+        b'e' => 6,
+        _ => 0,
+    }
+}
+
+/// The common case in one pass; `None` hands over to [`parse_exact`] for the rare
+/// valid inputs (a fraction whose product passes `u64`) and every error. Only has to
+/// be right when it returns `Some` (fuzzed against the exact and reference parsers).
+#[inline(always)]
+fn parse_fast(bytes: &[u8]) -> Option<u64> {
+    let len = bytes.len();
+    let mut i = 0;
+    let mut whole: u64 = 0;
+    while i < len {
+        let digit = bytes[i].wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        // Wraps past 19 digits; refused just below.
+        whole = whole.wrapping_mul(10).wrapping_add(u64::from(digit));
+        i += 1;
+    }
+    if i == 0 || i > WHOLE_DIGITS_FAST_MAX {
+        return None;
+    }
+    let mut fraction: u64 = 0;
+    let mut fraction_digits = 0usize;
+    if i < len && bytes[i] == b'.' {
+        i += 1;
+        while i < len {
+            let digit = bytes[i].wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            // Wraps past 19 digits; refused just below.
+            fraction = fraction.wrapping_mul(10).wrapping_add(u64::from(digit));
+            fraction_digits += 1;
+            i += 1;
+        }
+        if fraction_digits == 0 || fraction_digits > FRACTION_DIGITS_MAX as usize {
+            return None;
+        }
+    }
+    // `| 0x20` lowercases ASCII letters; the only bytes it maps onto a lowercase
+    // letter are that letter's two cases, so no other byte can pass for a unit.
+    let unit = match &bytes[i..] {
+        [] => 1,
+        [b] if b | 0x20 == b'b' => 1,
+        [prefix, b] => {
+            let power = prefix_power(prefix | 0x20);
+            match b | 0x20 {
+                b'b' if power != 0 => SI_BYTES[power],
+                b'i' if power != 0 => 1u64 << (10 * power),
+                _ => return None,
+            }
+        }
+        [prefix, i_byte, b] if i_byte | 0x20 == b'i' && b | 0x20 == b'b' => {
+            let power = prefix_power(prefix | 0x20);
+            if power == 0 {
+                return None;
+            }
+            1u64 << (10 * power)
+        }
+        _ => return None,
+    };
+    scale_fast(whole, fraction, fraction_digits, unit)
+}
+
+/// The exact parser: every valid input, and the precise error for every invalid one.
+#[cold]
+#[inline(never)]
+fn parse_exact(input: &str) -> Result<u64, ParseError> {
     let bytes = input.as_bytes();
     if bytes.is_empty() {
         return Err(ParseError::new(0, 0, REASON_EMPTY));
@@ -151,6 +253,9 @@ pub fn fuzz_check_size(data: &[u8]) {
         let fast = parse_size(text);
         let slow = reference::parse(text);
         assert_eq!(fast.ok(), slow, "parser and reference disagree on {text:?}: {fast:?}");
+        if let Some(size) = parse_fast(text.as_bytes()) {
+            assert_eq!(parse_exact(text), Ok(size), "fast path accepted {text:?}");
+        }
         match fast {
             Ok(size) => {
                 let canonical = DisplaySize(size).to_string();
@@ -254,6 +359,8 @@ mod tests {
             ("128Mi", 128 << 20),
             ("1Ei", 1 << 60),
             ("1.0", 1),
+            // Past u64 in the fast path's product: decided by the exact parser.
+            ("0.500000000000000000EiB", 1 << 59),
             ("18446744073709551615", u64::MAX),
         ];
         for &(text, size) in cases {

@@ -3,8 +3,8 @@
 //! A Kafka error is categorised from its rdkafka error code ([`categorize_kafka`],
 //! feature `kafka`); any other error from its text ([`categorize_text`]), by an ASCII
 //! case-insensitive substring match over a static pattern table that does not
-//! allocate: one pass over the text, a first-byte index into the table, and the
-//! highest-priority match wins. Each category has an [`Action`]; the defaults are in
+//! allocate: one pass over the text, a two-byte bucket index into the table, a
+//! four-byte prefix compare per candidate, and the highest-priority match wins. Each category has an [`Action`]; the defaults are in
 //! [`ActionTable::default`] and the config file can override them.
 
 /// Why a message or a sink write failed. The numbering is stable: counters are
@@ -206,19 +206,29 @@ const PATTERNS: [(&str, ErrorCategory); PATTERNS_LEN] = {
 /// Number of text patterns (an index into [`PATTERNS`] fits a `u8`).
 const PATTERNS_LEN: usize = 52;
 
-/// The patterns grouped by first byte: the patterns starting with byte `b` are
-/// `BY_FIRST_BYTE[FIRST_BYTE_START[b]..FIRST_BYTE_START[b + 1]]`, in priority order.
-/// Built at compile time by a stable counting sort.
-const FIRST_BYTE_START: [u8; 257] = first_byte_index().0;
-const BY_FIRST_BYTE: [u8; PATTERNS_LEN] = first_byte_index().1;
+/// Bucket of a position: the low 5 bits of its first two bytes. The low 5 bits of an
+/// ASCII letter do not depend on its case, so the scan needs no lowercasing; other
+/// bytes share buckets with letters, which only adds candidates that the prefix
+/// compare then rejects. 1024 buckets.
+const PAIR_BUCKETS: usize = 1 << 10;
 
-const fn first_byte_index() -> ([u8; 257], [u8; PATTERNS_LEN]) {
-    let mut start = [0u8; 257];
+#[inline(always)]
+const fn pair_bucket(first: u8, second: u8) -> usize {
+    ((first & 0x1f) as usize) << 5 | (second & 0x1f) as usize
+}
+
+/// The patterns grouped by bucket: those whose first two bytes fall in bucket `k` are
+/// `BY_PAIR[PAIR_START[k]..PAIR_START[k + 1]]`, in priority order. Built at compile
+/// time by a stable counting sort; 1 KiB + 52 bytes.
+const PAIR_START: [u8; PAIR_BUCKETS + 1] = pair_index().0;
+const BY_PAIR: [u8; PATTERNS_LEN] = pair_index().1;
+
+const fn pair_index() -> ([u8; PAIR_BUCKETS + 1], [u8; PATTERNS_LEN]) {
+    let mut start = [0u8; PAIR_BUCKETS + 1];
     let mut i = 0;
     while i < PATTERNS_LEN {
         let pattern = PATTERNS[i].0.as_bytes();
-        // Patterns are lowercase ASCII, at least two bytes (the scan checks the second
-        // byte before the rest).
+        // Patterns are lowercase ASCII of at least two bytes (a bucket is two bytes).
         assert!(pattern.len() >= 2, "pattern shorter than two bytes");
         let mut j = 0;
         while j < pattern.len() {
@@ -228,21 +238,22 @@ const fn first_byte_index() -> ([u8; 257], [u8; PATTERNS_LEN]) {
             );
             j += 1;
         }
-        start[pattern[0] as usize + 1] += 1;
+        start[pair_bucket(pattern[0], pattern[1]) + 1] += 1;
         i += 1;
     }
-    let mut b = 1;
-    while b < 257 {
-        start[b] += start[b - 1];
-        b += 1;
+    let mut k = 1;
+    while k < PAIR_BUCKETS + 1 {
+        start[k] += start[k - 1];
+        k += 1;
     }
     let mut order = [0u8; PATTERNS_LEN];
-    let mut filled = [0u8; 256];
+    let mut filled = [0u8; PAIR_BUCKETS];
     let mut i = 0;
     while i < PATTERNS_LEN {
-        let first = PATTERNS[i].0.as_bytes()[0] as usize;
-        order[(start[first] + filled[first]) as usize] = i as u8;
-        filled[first] += 1;
+        let pattern = PATTERNS[i].0.as_bytes();
+        let bucket = pair_bucket(pattern[0], pattern[1]);
+        order[(start[bucket] + filled[bucket]) as usize] = i as u8;
+        filled[bucket] += 1;
         i += 1;
     }
     (start, order)
@@ -250,10 +261,34 @@ const fn first_byte_index() -> ([u8; 257], [u8; PATTERNS_LEN]) {
 
 const _: () = assert!(PATTERNS_LEN <= u8::MAX as usize);
 
+/// ASCII lowercase of every byte (other bytes unchanged): one load instead of a
+/// compare-and-or per byte in the scan.
+const LOWER: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).to_ascii_lowercase();
+        b += 1;
+    }
+    table
+};
+
+/// Index of the first pattern of a category other than the first: a match below it
+/// cannot be beaten, so the scan stops.
+const UNBEATABLE_END: usize = {
+    let mut i = 0;
+    while i < PATTERNS_LEN && PATTERNS[i].1 as u8 == PATTERNS[0].1 as u8 {
+        i += 1;
+    }
+    i
+};
+
 /// Categorises an error from its text: ASCII case-insensitive substring match against
 /// a static pattern table, highest priority wins, [`ErrorCategory::Unknown`] when
-/// nothing matches. One pass over the text, no allocation. (Non-ASCII letters are not
-/// case-folded: the patterns are ASCII.)
+/// nothing matches. One pass over the text with one bucket test per byte; patterns are
+/// only compared where a pattern's first two bytes may occur, and rejected by one
+/// 4-byte compare. No allocation.
+/// (Non-ASCII letters are not case-folded: the patterns are ASCII.)
 ///
 /// ```
 /// use corestream::retry::category::{categorize_text, ErrorCategory};
@@ -263,43 +298,98 @@ const _: () = assert!(PATTERNS_LEN <= u8::MAX as usize);
 /// ```
 pub fn categorize_text(text: &str) -> ErrorCategory {
     let bytes = text.as_bytes();
+    let Some((&first, rest)) = bytes.split_first() else {
+        return ErrorCategory::Unknown;
+    };
     // Index into PATTERNS of the best match so far; PATTERNS_LEN = none.
     let mut best = PATTERNS_LEN;
-    // Matches of the first category cannot be beaten.
-    const UNBEATABLE: ErrorCategory = PATTERNS[0].1;
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        let first = bytes[i].to_ascii_lowercase() as usize;
-        let start = FIRST_BYTE_START[first] as usize;
-        let end = FIRST_BYTE_START[first + 1] as usize;
-        if start != end {
-            let second = bytes[i + 1].to_ascii_lowercase();
-            for &candidate in &BY_FIRST_BYTE[start..end] {
-                let candidate = candidate as usize;
-                if candidate >= best {
-                    // Sorted by priority: the rest cannot beat the current best.
-                    break;
-                }
-                let pattern = PATTERNS[candidate].0.as_bytes();
-                if pattern[1] == second && matches_at(bytes, i, pattern) {
-                    best = candidate;
-                    break;
-                }
-            }
-            if best < PATTERNS_LEN && PATTERNS[best].1 as u8 == UNBEATABLE as u8 {
+    // The previous byte's low 5 bits, already shifted into bucket position.
+    let mut previous = ((first & 0x1f) as usize) << 5;
+    for (at, &byte) in rest.iter().enumerate() {
+        let current = (byte & 0x1f) as usize;
+        let bucket = previous | current;
+        previous = current << 5;
+        if PAIR_START[bucket] != PAIR_START[bucket + 1] {
+            // A pattern may start at `at`, the byte before `byte`.
+            best = best_match_at(bytes, at, bucket, best);
+            if best < UNBEATABLE_END {
                 break;
             }
         }
-        i += 1;
     }
     if best < PATTERNS_LEN { PATTERNS[best].1 } else { ErrorCategory::Unknown }
 }
 
-/// Whether `pattern` (lowercase ASCII) occurs at `bytes[at..]`, ASCII case-insensitive.
-#[inline]
+/// Per pattern, in [`BY_PAIR`] order: its first (up to) 4 bytes as a
+/// little-endian `u32`, and the mask of the bytes that count (patterns of 2 or 3
+/// bytes). One compare rejects almost every candidate.
+const PREFIX_BY_PAIR: [(u32, u32); PATTERNS_LEN] = {
+    let mut table = [(0u32, 0u32); PATTERNS_LEN];
+    let mut k = 0;
+    while k < PATTERNS_LEN {
+        let pattern = PATTERNS[BY_PAIR[k] as usize].0.as_bytes();
+        let mut prefix = 0u32;
+        let mut mask = 0u32;
+        let mut j = 0;
+        while j < 4 && j < pattern.len() {
+            prefix |= (pattern[j] as u32) << (8 * j);
+            mask |= 0xff << (8 * j);
+            j += 1;
+        }
+        table[k] = (prefix, mask);
+        k += 1;
+    }
+    table
+};
+
+/// Four bytes from `bytes[at..]` (zero past the end), little-endian, ASCII-lowercased
+/// without a per-byte loop (SWAR: a byte is uppercase iff it is ASCII and
+/// `0x41 <= b <= 0x5a`; adding `0x3f` and `0x25` to its low 7 bits sets bit 7 at those
+/// bounds without carrying into the next byte).
+#[inline(always)]
+fn lowercase_window(bytes: &[u8], at: usize) -> u32 {
+    let word = match bytes.get(at..at + 4) {
+        Some(four) => u32::from_le_bytes([four[0], four[1], four[2], four[3]]),
+        None => {
+            let mut four = [0u8; 4];
+            for (to, from) in four.iter_mut().zip(&bytes[at..]) {
+                *to = *from;
+            }
+            u32::from_le_bytes(four)
+        }
+    };
+    let low7 = word & 0x7f7f_7f7f;
+    let at_least_a = low7.wrapping_add(0x3f3f_3f3f);
+    let above_z = low7.wrapping_add(0x2525_2525);
+    let upper = at_least_a & !above_z & !word & 0x8080_8080;
+    word | (upper >> 2)
+}
+
+/// The best of `best` and the highest-priority pattern of `bucket` matching at
+/// `bytes[at..]`.
+#[inline(never)]
+fn best_match_at(bytes: &[u8], at: usize, bucket: usize, best: usize) -> usize {
+    let window = lowercase_window(bytes, at);
+    for k in PAIR_START[bucket] as usize..PAIR_START[bucket + 1] as usize {
+        let candidate = BY_PAIR[k] as usize;
+        if candidate >= best {
+            // Sorted by priority: the rest cannot beat the current best.
+            break;
+        }
+        let (prefix, mask) = PREFIX_BY_PAIR[k];
+        if window & mask == prefix && matches_at(bytes, at, PATTERNS[candidate].0.as_bytes()) {
+            return candidate;
+        }
+    }
+    best
+}
+
+/// Whether `pattern` (lowercase ASCII) occurs at `bytes[at..]`, ASCII
+/// case-insensitive, given that its first 4 bytes (or all, if shorter) already match.
+#[inline(always)]
 fn matches_at(bytes: &[u8], at: usize, pattern: &[u8]) -> bool {
     match bytes.get(at..at + pattern.len()) {
-        Some(window) => window.iter().zip(pattern).all(|(b, p)| b.to_ascii_lowercase() == *p),
+        Some(window) => window.iter().zip(pattern).skip(4).all(|(b, p)| LOWER[*b as usize] == *p),
         None => false,
     }
 }
@@ -401,6 +491,19 @@ pub fn categorize_kafka(code: rdkafka::types::RDKafkaErrorCode) -> ErrorCategory
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lowercase_window_folds_only_ascii_uppercase() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for at in 0..all.len() {
+            let window = lowercase_window(&all, at).to_le_bytes();
+            for (j, byte) in window.iter().enumerate() {
+                let expected = all.get(at + j).map_or(0, |b| b.to_ascii_lowercase());
+                assert_eq!(*byte, expected, "byte {:#x}", at + j);
+            }
+        }
+        assert_eq!(lowercase_window(b"AbC", 0).to_le_bytes(), *b"abc\0");
+    }
 
     #[test]
     fn numbering_is_stable() {

@@ -6,7 +6,7 @@
 //! attempt. Retries past the table saturate at its last entry, which is the cap as
 //! soon as the growth reaches it within the table (always, for the defaults).
 //!
-//! Per message (or per sink write) a [`RetryState`] of 16 bytes counts attempts and
+//! Per message (or per sink write) a [`RetryState`] of 24 bytes counts attempts and
 //! remembers when the first one started; [`RetryState::next`] returns the delay before
 //! the next attempt, or `None` when the attempt or total-time budget is spent. Full
 //! jitter draws from a caller-owned [`SplitMix64`] so the worker keeps one generator
@@ -60,6 +60,9 @@ const _: () = assert!(ATTEMPTS_MAX_DEFAULT >= 1 && ATTEMPTS_MAX_DEFAULT <= ATTEM
 const _: () = assert!(DELAY_INITIAL_DEFAULT.as_nanos() <= DELAY_MAX_DEFAULT.as_nanos());
 const _: () = assert!(DELAY_MAX_LIMIT.as_nanos() < u64::MAX as u128);
 const _: () = assert!(ELAPSED_MAX_LIMIT.as_nanos() < u64::MAX as u128);
+// The sizes the documentation states (x86-64: `Instant` is 16 bytes).
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<RetryPolicy>() <= 608 && size_of::<RetryState>() <= 24);
 
 /// How the delay grows from one retry to the next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,7 +199,7 @@ impl fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
-/// A built policy: the delay table and the budgets. 560 bytes; build once, share by
+/// A built policy: the delay table and the budgets. 608 bytes; build once, share by
 /// reference (it is read-only after build).
 #[derive(Clone, Debug)]
 pub struct RetryPolicy {
@@ -326,7 +329,7 @@ impl RetryPolicy {
     }
 }
 
-/// One message's (or one sink write's) progress through a policy: 16 bytes, no
+/// One message's (or one sink write's) progress through a policy: 24 bytes, no
 /// allocation, owned by the worker handling it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryState {
