@@ -66,6 +66,20 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Write the outputs to this file (the file sink) instead of the null sink.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// With --output: write on a per-worker I/O thread with this timeout ("10s").
+    #[arg(long, value_parser = parse_duration_arg, requires = "output")]
+    pub sink_timeout: Option<Duration>,
+    /// Adapt each worker's batch size toward this batch time ("1ms").
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub batch_time_target: Option<Duration>,
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::parse::duration::parse_duration(text)
+        .map_err(|e| format!("{}\n{}", e.reason, e.caret(text)))
 }
 
 /// Figures of one bench run.
@@ -88,6 +102,8 @@ pub struct BenchResult {
     pub dead_lettered: u64,
     pub processor: String,
     pub source: String,
+    /// "null", or "file PATH" with --output.
+    pub sink: String,
     pub batch_records: usize,
     pub pinned: bool,
 }
@@ -97,6 +113,8 @@ pub struct WorkerFigures {
     pub worker: usize,
     pub messages: u64,
     pub share: f64,
+    /// Records per batch at the end (adaptive batch size, or the fixed size).
+    pub batch_records: u64,
 }
 
 fn processors(kind: BenchProcessor) -> Result<ProcessorFactory, String> {
@@ -166,8 +184,37 @@ pub fn run(args: &BenchArgs) -> i32 {
     let expected = if args.input.is_some() { None } else { Some(args.messages) };
     let started = Instant::now();
     let allocations_at_start = alloc::allocations();
-    let running = match Engine::new(settings, source, processors, Arc::new(NullSinkFactory)).start()
-    {
+    let sink: Arc<dyn crate::sink::SinkFactory> = match &args.output {
+        None => Arc::new(NullSinkFactory),
+        Some(path) => {
+            let mut writer =
+                crate::sink::writer::WriterSettings::new(crate::limits::SINK_BUFFER_BYTES_DEFAULT);
+            writer.timeout = args.sink_timeout;
+            match crate::sink::writer::WriterSinkFactory::file(
+                path,
+                false,
+                false,
+                crate::limits::SINK_BUFFER_BYTES_DEFAULT,
+            )
+            .and_then(|f| f.settings(writer))
+            {
+                Ok(f) => Arc::new(f),
+                Err(e) => {
+                    eprintln!("corestream bench: {e}");
+                    return EXIT_IO;
+                }
+            }
+        }
+    };
+    let mut engine = Engine::new(settings, source, processors, sink);
+    if let Some(target) = args.batch_time_target {
+        engine = engine.batch_sizing(crate::worker::BatchSizing {
+            records_min: (args.batch / 8).max(1),
+            records_max: args.batch.saturating_mul(8).min(crate::limits::BATCH_RECORDS_MAX),
+            time_target: target,
+        });
+    }
+    let running = match engine.start() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("corestream bench: {e}");
@@ -230,6 +277,7 @@ pub fn run(args: &BenchArgs) -> i32 {
                 worker,
                 messages: w[Counter::MessagesIn as usize],
                 share: w[Counter::MessagesIn as usize] as f64 / messages.max(1) as f64,
+                batch_records: w[Counter::BatchRecordsCurrent as usize],
             })
             .collect(),
         outputs: s.get(Counter::Outputs),
@@ -237,6 +285,17 @@ pub fn run(args: &BenchArgs) -> i32 {
         dead_lettered: s.get(Counter::DeadLettered),
         processor: format!("{:?}", args.processor).to_lowercase(),
         source: source_name,
+        sink: match &args.output {
+            None => "null".to_string(),
+            Some(path) => match args.sink_timeout {
+                None => format!("file {}", path.display()),
+                Some(t) => format!(
+                    "file {} (I/O thread, timeout {})",
+                    path.display(),
+                    crate::parse::duration::DisplayDuration(t)
+                ),
+            },
+        },
         batch_records: settings.batch_records,
         pinned: !args.unpinned,
     };
@@ -256,8 +315,8 @@ pub fn run(args: &BenchArgs) -> i32 {
 
 fn print_text(r: &BenchResult) {
     println!(
-        "corestream bench: {} -> {} -> null, {} worker(s), batch {}",
-        r.source, r.processor, r.workers, r.batch_records
+        "corestream bench: {} -> {} -> {}, {} worker(s), batch {}",
+        r.source, r.processor, r.sink, r.workers, r.batch_records
     );
     println!(
         "  {} messages in {:.3}s: {} msgs/s, {}B/s (mean {:.0} B/message)",
@@ -282,6 +341,12 @@ fn print_text(r: &BenchResult) {
     }
     println!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
     for w in &r.per_worker {
-        println!("  worker {}: {} messages ({:.1}%)", w.worker, w.messages, w.share * 100.0);
+        println!(
+            "  worker {}: {} messages ({:.1}%), batch size now {}",
+            w.worker,
+            w.messages,
+            w.share * 100.0,
+            w.batch_records
+        );
     }
 }

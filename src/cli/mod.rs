@@ -173,6 +173,21 @@ fn validate(path: &std::path::Path) -> i32 {
     println!("source: {:?}", config.source);
     println!("processor chain:\n{chain}");
     println!("sink: {:?}", config.sink);
+    println!(
+        "sink circuit breaker: opens after {} consecutive failures for {}",
+        config.breaker.failures_to_open,
+        crate::parse::duration::DisplayDuration(config.breaker.cool_down)
+    );
+    match &config.batch_sizing {
+        Some(s) => println!(
+            "batch size: adaptive from {} within {}..={} toward {} per batch",
+            config.engine.batch_records,
+            s.records_min,
+            s.records_max,
+            crate::parse::duration::DisplayDuration(s.time_target)
+        ),
+        None => println!("batch size: fixed at {}", config.engine.batch_records),
+    }
     match &config.dead_letter {
         Some(d) => println!("dead_letter: {d:?}"),
         None => println!(

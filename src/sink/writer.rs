@@ -988,28 +988,40 @@ impl Sink for WriterSink {
 
     fn abandon(&mut self, dead_letter: &mut dyn FnMut(&Undelivered<'_>) -> bool) {
         self.poll_io();
-        let Some(out) = self.outstanding.take() else { return };
-        if let State::Abandoned = out.state {
-            self.outstanding = Some(out);
-            return;
+        // The batch handed out (failed, or still blocked in the OS) ...
+        if let Some(out) = self.outstanding.take() {
+            if let State::Abandoned = out.state {
+                self.outstanding = Some(out);
+            } else {
+                let mut all_sent = true;
+                for record in out.batch.undelivered() {
+                    all_sent &= dead_letter(&record);
+                }
+                let mut pending = out.pending;
+                if all_sent {
+                    pending.release(&self.acker);
+                }
+                match out.state {
+                    State::InFlight { .. } => {
+                        self.outstanding = Some(Outstanding {
+                            batch: out.batch,
+                            pending: PendingTickets::default(),
+                            state: State::Abandoned,
+                        });
+                    }
+                    _ => self.recycle(out.batch),
+                }
+            }
         }
+        // ... and the batch being filled: it could only be written after it.
+        let filling = filling_mut(&mut self.filling);
         let mut all_sent = true;
-        for record in out.batch.undelivered() {
+        for record in filling.undelivered() {
             all_sent &= dead_letter(&record);
         }
-        let mut pending = out.pending;
         if all_sent {
-            pending.release(&self.acker);
-        }
-        match out.state {
-            State::InFlight { .. } => {
-                self.outstanding = Some(Outstanding {
-                    batch: out.batch,
-                    pending: PendingTickets::default(),
-                    state: State::Abandoned,
-                });
-            }
-            _ => self.recycle(out.batch),
+            filling.pending.release(&self.acker);
+            filling.reset();
         }
     }
 
