@@ -47,8 +47,11 @@
 //! before.
 //!
 //! Memory per worker: two batches (the second only with a timeout, or after a
-//! failure) of `flush_bytes` plus one [`Span`] (24 bytes) and the key per buffered
-//! output; a single worker batch larger than that grows the buffer once (bounded by
+//! failure) of `flush_bytes`, plus one [`Span`] (24 bytes) and
+//! [`KEY_BYTES_RESERVED`] key bytes per output of `flush_records`. Nothing grows in
+//! steady state as long as a worker batch fits one write (`batch_records` within
+//! `flush_records` and its bytes within `flush_bytes`); a larger worker batch is
+//! still written whole, growing the buffers to the largest batch seen (bounded by
 //! the ring and the arena it was read from).
 //!
 //! A failed write leaves no partial line in a regular file: the file is cut back to
@@ -87,6 +90,10 @@ pub const ZSTD_LEVEL_MIN: i32 = 1;
 pub const ZSTD_LEVEL_MAX: i32 = 19;
 /// Default zstd level: the fastest, so compression does not become the bottleneck.
 pub const ZSTD_LEVEL_DEFAULT: i32 = 1;
+
+/// Key bytes reserved per output at start (a customer id, a UUID): keys longer on
+/// average grow the key buffer once, to the largest batch seen.
+pub const KEY_BYTES_RESERVED: usize = 16;
 
 const _: () = assert!(FLUSH_RECORDS_DEFAULT <= FLUSH_RECORDS_MAX);
 const _: () = assert!(crate::limits::SINK_BUFFER_BYTES_DEFAULT <= FLUSH_BYTES_MAX);
@@ -404,7 +411,7 @@ impl Batch {
         Batch {
             bytes: Vec::with_capacity(settings.flush_bytes),
             spans: Vec::with_capacity(settings.flush_records),
-            keys: Vec::new(),
+            keys: Vec::with_capacity(settings.flush_records * KEY_BYTES_RESERVED),
             superseded: 0,
             pending: PendingTickets::default(),
             first_at: None,
