@@ -30,7 +30,6 @@ fn no_alloc_and_at_most(instructions: u64) -> LibraryBenchmarkConfig {
     config
 }
 
-const PAYLOAD_8: [u8; 8] = *b"12345678";
 const PAYLOAD_64: [u8; 64] = [b'x'; 64];
 
 fn record(payload: &[u8], position: u64) -> Message<'_> {
