@@ -278,6 +278,10 @@ impl FileSource {
 }
 
 impl Source for FileSource {
+    fn tracks_progress(&self) -> bool {
+        self.checkpoint_path.is_some()
+    }
+
     fn describe(&self) -> String {
         match &self.checkpoint_path {
             Some(c) => format!("file {} (checkpoint {})", self.path.display(), c.display()),
