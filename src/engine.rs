@@ -285,7 +285,7 @@ impl Engine {
                 batch_records: settings.batch_records,
                 record_bytes_max: settings.record_bytes_max,
                 routing,
-                track_progress: watermark_per_worker,
+                track_progress: watermark_per_worker && self.source.tracks_progress(),
             },
             stop: stop.clone(),
             counters: counters.clone(),

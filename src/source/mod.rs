@@ -70,6 +70,13 @@ pub trait Source: Send {
         Routing::KeyHash
     }
 
+    /// True when the source checkpoints a single-partition position and so needs
+    /// [`Ingest::settled`] (the engine then remembers the order of runs sent to
+    /// workers). Sources that do not checkpoint save that bookkeeping.
+    fn tracks_progress(&self) -> bool {
+        false
+    }
+
     /// Reads until the input ends or [`Ingest::stop_requested`] turns true, pushing
     /// every message through `ingest`. Checkpoints as it goes, if it can.
     fn run(&mut self, ingest: &mut Ingest) -> Result<(), SourceError>;
