@@ -46,7 +46,7 @@ use crate::retry::category::categorize_text;
 use crate::retry::counters::{Outcome, RetryEvent};
 use crate::retry::policy::PolicyParams;
 use crate::retry::{Action, ActionTable, ErrorCategory, RetryPolicy, RetryState, SplitMix64};
-use crate::sync::Arc;
+use std::sync::Arc;
 
 /// Seed of each worker's jitter generator (xored with the worker index), so
 /// workers that fail together do not retry in lockstep.
