@@ -25,8 +25,8 @@ use crate::ring::ring;
 use crate::sink::SinkFactory;
 use crate::sink::dead_letter::{DeadLetter, LogDeadLetter};
 use crate::source::{Ingest, IngestParts, IngestSettings, Routing, Source, SourceError};
-use crate::sync::Arc;
 use crate::worker::{Placement, Worker, WorkerError, WorkerReport};
+use std::sync::Arc;
 
 /// Engine settings. Every field has a default; [`EngineSettings::validate`] refuses
 /// impossible combinations before anything starts.

@@ -28,8 +28,8 @@ use crate::processor::{Emit, Failure, Processor};
 use crate::ring::{Consumer, ReadBatch};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
 use crate::sink::{Sink, SinkError};
-use crate::sync::Arc;
 use crate::wait::Waiter;
+use std::sync::Arc;
 
 pub use pin::{Pinned, Placement};
 
