@@ -130,7 +130,10 @@ impl std::error::Error for PathError {}
 struct Child {
     /// Key bytes: `keys[key_start..key_start + key_len]`.
     key_start: u32,
-    key_len: u32,
+    key_len: u16,
+    /// The first 8 key bytes, little-endian, zero-padded: most keys compare in one
+    /// word; only longer keys compare the rest.
+    prefix: u64,
     /// Slot filled when this key's value is seen (`NONE` if the path is only a prefix).
     slot: u16,
     /// Trie node for the object under this key (`NONE` if no path goes deeper).
@@ -139,12 +142,67 @@ struct Child {
 
 /// One object level of the trie: its children are `children[first..first + len]`,
 /// and the slots of every path below it are `descendants[desc_first..+desc_len]`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 struct Node {
     first: u16,
     len: u16,
     desc_first: u16,
     desc_len: u16,
+    /// Multiplier of this node's perfect hash (0: no perfect hash found, scan the
+    /// children linearly).
+    multiplier: u64,
+    /// `buckets[hash]` = child index + 1, or 0 for an empty bucket.
+    buckets: [u8; HASH_BUCKETS],
+}
+
+impl Default for Node {
+    fn default() -> Self {
+        Node { first: 0, len: 0, desc_first: 0, desc_len: 0, multiplier: 0, buckets: [0; HASH_BUCKETS] }
+    }
+}
+
+/// Buckets of the per-object perfect hash over key words. 64 one-byte entries per
+/// trie node; with at most a few dozen keys per object a collision-free multiplier is
+/// found within [`HASH_TRIES_MAX`] candidates.
+const HASH_BUCKETS: usize = 64;
+/// Multipliers tried per node at compile time before falling back to a linear scan.
+const HASH_TRIES_MAX: u64 = 4096;
+const _: () = assert!(HASH_BUCKETS.is_power_of_two() && HASH_BUCKETS <= 256);
+
+/// The bucket of a key word: multiplicative hashing, top 6 bits.
+#[inline(always)]
+fn bucket(word: u64, len: usize, multiplier: u64) -> usize {
+    ((word ^ len as u64).wrapping_mul(multiplier) >> (64 - HASH_BUCKETS.trailing_zeros())) as usize
+}
+
+/// Finds a multiplier that sends each of `words` to its own bucket.
+fn perfect_hash(words: &[(u64, usize)]) -> Option<(u64, [u8; HASH_BUCKETS])> {
+    if words.len() >= HASH_BUCKETS {
+        return None;
+    }
+    // Odd multipliers from a fixed sequence (splitmix64), so builds are reproducible.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..HASH_TRIES_MAX {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let multiplier = (z ^ (z >> 31)) | 1;
+        let mut buckets = [0u8; HASH_BUCKETS];
+        let mut ok = true;
+        for (k, &(word, len)) in words.iter().enumerate() {
+            let b = bucket(word, len, multiplier);
+            if buckets[b] != 0 {
+                ok = false;
+                break;
+            }
+            buckets[b] = k as u8 + 1;
+        }
+        if ok {
+            return Some((multiplier, buckets));
+        }
+    }
+    None
 }
 
 /// The compiled set of paths a pipeline reads. Slot `i` holds path `i`.
@@ -273,31 +331,49 @@ impl FieldTable {
                 };
                 self.children.push(Child {
                     key_start: self.keys.len() as u32,
-                    key_len: key.len() as u32,
+                    key_len: key.len() as u16,
+                    prefix: key_word(key.as_bytes(), 0, key.len()),
                     slot: slot.unwrap_or(NONE),
                     node,
                 });
                 self.keys.extend_from_slice(key.as_bytes());
             }
+            let words: Vec<(u64, usize)> =
+                t.kids.iter().map(|(k, _, _)| (key_word(k.as_bytes(), 0, k.len()), k.len())).collect();
+            let (multiplier, buckets) = perfect_hash(&words).unwrap_or((0, [0; HASH_BUCKETS]));
             self.nodes[node_index] = Node {
                 first,
                 len: t.kids.len() as u16,
                 desc_first,
                 desc_len: desc.len() as u16,
+                multiplier,
+                buckets,
             };
             node_index += 1;
         }
     }
 
-    /// The child of `node` whose key is `key`.
+    /// The child of `node` whose key is `bytes[start..start + len]`.
     #[inline]
-    fn lookup(&self, node: u16, key: &[u8]) -> Option<&Child> {
+    fn lookup(&self, node: u16, bytes: &[u8], start: usize, len: usize) -> Option<&Child> {
         let n = &self.nodes[node as usize];
+        let word = key_word(bytes, start, len);
+        let matches = |c: &&Child| {
+            c.prefix == word
+                && c.key_len as usize == len
+                && (len <= KEY_WORD_BYTES
+                    || self.keys[c.key_start as usize..c.key_start as usize + len]
+                        == bytes[start..start + len])
+        };
+        if n.multiplier != 0 {
+            let b = n.buckets[bucket(word, len, n.multiplier)];
+            if b == 0 {
+                return None;
+            }
+            return self.children.get(n.first as usize + b as usize - 1).filter(matches);
+        }
         let kids = &self.children[n.first as usize..(n.first + n.len) as usize];
-        kids.iter().find(|c| {
-            c.key_len as usize == key.len()
-                && &self.keys[c.key_start as usize..(c.key_start + c.key_len) as usize] == key
-        })
+        kids.iter().find(matches)
     }
 
     /// Resets every slot below `node` (a later duplicate key replaces the object).
@@ -309,6 +385,24 @@ impl FieldTable {
             slots[s as usize] = Slot::Missing;
         }
     }
+}
+
+/// Bytes of a key compared as one word.
+const KEY_WORD_BYTES: usize = 8;
+
+/// The first (up to) 8 bytes of `bytes[start..start + len]` as a little-endian word,
+/// zero-padded. One unaligned load when 8 bytes are in bounds (the usual case: a key
+/// is followed by at least `":0}`).
+#[inline(always)]
+fn key_word(bytes: &[u8], start: usize, len: usize) -> u64 {
+    let take = len.min(KEY_WORD_BYTES);
+    let mut word = [0u8; KEY_WORD_BYTES];
+    match bytes.get(start..start + KEY_WORD_BYTES) {
+        Some(chunk) => word.copy_from_slice(chunk),
+        None => word[..take].copy_from_slice(&bytes[start..start + take]),
+    }
+    let w = u64::from_le_bytes(word);
+    if take == KEY_WORD_BYTES { w } else { w & ((1u64 << (8 * take)) - 1) }
 }
 
 /// Byte classes inside a string: 0 = plain ASCII, 1 = `"`, 2 = `\`, 3 = control
@@ -412,13 +506,44 @@ fn escape_at(p: &[u8], i: usize) -> Result<(usize, u32), JsonError> {
     Ok((2, simple as u32))
 }
 
+/// Bytes per word in the word-at-a-time string scan.
+const WORD_BYTES: usize = 8;
+const ONES: u64 = u64::from_ne_bytes([0x01; WORD_BYTES]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; WORD_BYTES]);
+
+/// A mask with the high bit set in every byte of `word` that ends a plain run inside
+/// a string: `"`, `\`, a control character (< 0x20) or a non-ASCII byte. Exact (no
+/// false positives below the first set byte), so the lowest set bit finds the byte.
+#[inline(always)]
+fn special_bytes(word: u64) -> u64 {
+    let quote = word ^ (ONES * b'"' as u64);
+    let backslash = word ^ (ONES * b'\\' as u64);
+    // Carry-free per-byte tests: `(x & 0x7f) + k` never carries into the next byte,
+    // so each byte's result is exact. `word & HIGHS` marks non-ASCII bytes.
+    let low7 = !HIGHS;
+    let zero = |x: u64| !(((x & low7) + low7) | x) & HIGHS;
+    let control = !(((word & low7) + ONES * (0x80 - 0x20)) | word) & HIGHS;
+    zero(quote) | zero(backslash) | control | (word & HIGHS)
+}
+
 /// Scans the string whose opening quote is at `p[start]`. Returns the index just past
 /// the closing quote and whether the string contains an escape.
-#[inline]
+#[inline(always)]
 fn scan_string(p: &[u8], start: usize) -> Result<(usize, bool), JsonError> {
     let mut i = start + 1;
     let mut escaped = false;
     loop {
+        // Word at a time while 8 bytes remain, then byte at a time.
+        while let Some(chunk) = p.get(i..i + WORD_BYTES) {
+            let mut bytes = [0u8; WORD_BYTES];
+            bytes.copy_from_slice(chunk);
+            let mask = special_bytes(u64::from_le_bytes(bytes));
+            if mask != 0 {
+                i += (mask.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += WORD_BYTES;
+        }
         while i < p.len() && STRING_CLASS[p[i] as usize] == 0 {
             i += 1;
         }
@@ -471,8 +596,10 @@ fn decode_into(raw: &[u8], out: &mut impl FnMut(&[u8])) {
 fn string_value<'a>(p: &'a [u8], start: usize, end: usize, escaped: bool, arena: &'a Bump) -> &'a str {
     let raw = &p[start + 1..end - 1];
     if !escaped {
-        // The scan validated UTF-8 (every byte >= 0x80 went through utf8_sequence_len).
-        return std::str::from_utf8(raw).unwrap_or("");
+        debug_assert!(std::str::from_utf8(raw).is_ok());
+        // SAFETY: `scan_string` validated these bytes: every byte >= 0x80 starts a
+        // sequence accepted by `utf8_sequence_len` (RFC 3629), so `raw` is UTF-8.
+        return unsafe { std::str::from_utf8_unchecked(raw) };
     }
     let mut s = bumpalo::collections::String::with_capacity_in(raw.len(), arena);
     decode_into(raw, &mut |bytes| s.push_str(std::str::from_utf8(bytes).unwrap_or("\u{FFFD}")));
@@ -490,6 +617,9 @@ const FAST_MANTISSA_MAX: u64 = 1 << 53;
 /// Scans a number at `p[start]`; returns its end and, when `want`, its value.
 #[inline]
 fn scan_number(p: &[u8], start: usize, want: bool) -> Result<(usize, Slot<'static>), JsonError> {
+    if !want {
+        return skip_number(p, start);
+    }
     let mut i = start;
     let negative = p[i] == b'-';
     if negative {
@@ -558,9 +688,6 @@ fn scan_number(p: &[u8], start: usize, want: bool) -> Result<(usize, Slot<'stati
             exp = -exp;
         }
     }
-    if !want {
-        return Ok((i, Slot::Missing));
-    }
     let _ = int_digits;
     if !is_float {
         if overflow || mantissa > i64::MAX as u64 + negative as u64 {
@@ -587,8 +714,58 @@ fn scan_number(p: &[u8], start: usize, want: bool) -> Result<(usize, Slot<'stati
     Ok((i, Slot::Float(if negative { -value } else { value })))
 }
 
-/// One open object or array during the scan.
-#[derive(Clone, Copy, Default)]
+/// Levels that keep a full [`Frame`]: a tracked container (one with a slot or a trie
+/// node) is at most [`PATH_SEGMENTS_MAX`] levels below the top, so deeper levels only
+/// need their object/array bit. 9 frames of 8 bytes instead of 127.
+const FRAMES_MAX: usize = PATH_SEGMENTS_MAX + 1;
+
+const _: () = assert!(NESTING_DEPTH_MAX <= u128::BITS as usize);
+const _: () = assert!(FRAMES_MAX <= NESTING_DEPTH_MAX);
+
+/// Validates an untracked number without computing its value.
+#[inline]
+fn skip_number(p: &[u8], start: usize) -> Result<(usize, Slot<'static>), JsonError> {
+    let invalid = |i: usize| Err(JsonError { offset: i.min(p.len()), reason: "invalid number" });
+    let digits = |mut i: usize| {
+        while p.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = start + (p[start] == b'-') as usize;
+    match p.get(i) {
+        Some(b'0') => {
+            i += 1;
+            if p.get(i).is_some_and(u8::is_ascii_digit) {
+                return Err(JsonError { offset: i, reason: "leading zero in number" });
+            }
+        }
+        Some(b'1'..=b'9') => i = digits(i + 1),
+        _ => return invalid(i),
+    }
+    if p.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return invalid(end);
+        }
+        i = end;
+    }
+    if matches!(p.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(p.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return invalid(end);
+        }
+        i = end;
+    }
+    Ok((i, Slot::Missing))
+}
+
+/// One open, possibly tracked, object or array during the scan.
+#[derive(Clone, Copy)]
 struct Frame {
     /// Offset of the `{` or `[`.
     start: u32,
@@ -596,10 +773,9 @@ struct Frame {
     slot: u16,
     /// Trie node for this object's keys, or `NONE` (arrays are never tracked into).
     node: u16,
-    is_object: bool,
-    /// True until the first member or element was read.
-    first: bool,
 }
+
+const UNTRACKED: Frame = Frame { start: 0, slot: NONE, node: NONE };
 
 #[inline]
 fn skip_ws(p: &[u8], mut i: usize) -> usize {
@@ -636,45 +812,45 @@ pub fn extract<'a>(
         Some(_) => return err(i, "top level is not an object"),
     }
     let track = !table.is_empty();
-    let mut stack = [Frame::default(); NESTING_DEPTH_MAX];
+    let mut frames = [UNTRACKED; FRAMES_MAX];
+    // Bit `d` is set when level `d` is an object (clear: an array).
+    let mut objects: u128 = 1;
     let mut depth = 1usize;
-    stack[0] = Frame {
-        start: i as u32,
-        slot: NONE,
-        node: if track { 0 } else { NONE },
-        is_object: true,
-        first: true,
-    };
+    // True until the current container's first member or element was read.
+    let mut first = true;
+    frames[0] = Frame { start: i as u32, slot: NONE, node: if track { 0 } else { NONE } };
     i += 1;
     loop {
-        let frame = &mut stack[depth - 1];
+        let level = depth - 1;
+        let is_object = (objects >> level) & 1 == 1;
         i = skip_ws(p, i);
         let Some(&b) = p.get(i) else {
             return err(i, "unexpected end of input");
         };
         // Close the container, or step over the separator.
-        let close = if frame.is_object { b'}' } else { b']' };
-        if b == close && frame.first {
-            // Empty container: falls through to the close below.
-        } else if !frame.first {
-            if b == close {
-                // Close below.
-            } else if b == b',' {
+        let close = if is_object { b'}' } else { b']' };
+        if b != close && !first {
+            if b == b',' {
                 i = skip_ws(p, i + 1);
-            } else if frame.is_object {
+            } else if is_object {
                 return err(i, "expected `,` or `}` after an object member");
             } else {
                 return err(i, "expected `,` or `]` after an array element");
             }
-        }
-        if p.get(i) == Some(&close) && (frame.first || b == close) {
-            let done = *frame;
-            if done.slot != NONE {
-                let raw = &p[done.start as usize..=i];
-                slots[done.slot as usize] = Slot::Json(std::str::from_utf8(raw).unwrap_or(""));
+        } else if b == close {
+            if level < FRAMES_MAX {
+                let done = frames[level];
+                if done.slot != NONE {
+                    let raw = &p[done.start as usize..=i];
+                    debug_assert!(std::str::from_utf8(raw).is_ok());
+                    // SAFETY: the scan validated the container: outside strings only
+                    // ASCII is accepted, inside strings `scan_string` checked UTF-8.
+                    slots[done.slot as usize] = Slot::Json(unsafe { std::str::from_utf8_unchecked(raw) });
+                }
             }
             i += 1;
             depth -= 1;
+            first = false;
             if depth == 0 {
                 let end = skip_ws(p, i);
                 if end != p.len() {
@@ -682,14 +858,13 @@ pub fn extract<'a>(
                 }
                 return Ok(());
             }
-            stack[depth - 1].first = false;
             continue;
         }
-        frame.first = false;
+        first = false;
         // Target of the value that follows.
         let mut slot = NONE;
         let mut node = NONE;
-        if frame.is_object {
+        if is_object {
             if p.get(i) != Some(&b'"') {
                 return if i >= p.len() {
                     err(i, "unexpected end of input")
@@ -700,11 +875,12 @@ pub fn extract<'a>(
             let key_start = i;
             let (end, escaped) = scan_string(p, i)?;
             i = end;
-            if frame.node != NONE {
-                let raw = &p[key_start + 1..end - 1];
+            let frame_node = if level < FRAMES_MAX { frames[level].node } else { NONE };
+            if frame_node != NONE {
                 let child = if !escaped {
-                    table.lookup(frame.node, raw)
+                    table.lookup(frame_node, p, key_start + 1, end - 1 - (key_start + 1))
                 } else {
+                    let raw = &p[key_start + 1..end - 1];
                     let mut buf = [0u8; KEY_BYTES_MAX];
                     let mut len = 0usize;
                     let mut fits = true;
@@ -716,7 +892,7 @@ pub fn extract<'a>(
                             fits = false;
                         }
                     });
-                    if fits { table.lookup(frame.node, &buf[..len]) } else { None }
+                    if fits { table.lookup(frame_node, &buf, 0, len) } else { None }
                 };
                 if let Some(c) = child {
                     slot = c.slot;
@@ -749,14 +925,20 @@ pub fn extract<'a>(
                 if depth == NESTING_DEPTH_MAX {
                     return err(i, "nesting deeper than 127 levels");
                 }
-                stack[depth] = Frame {
-                    start: i as u32,
-                    slot,
-                    node: if v == b'{' { node } else { NONE },
-                    is_object: v == b'{',
-                    first: true,
-                };
+                let node = if v == b'{' { node } else { NONE };
+                if depth < FRAMES_MAX {
+                    frames[depth] = Frame { start: i as u32, slot, node };
+                } else {
+                    // The trie is at most PATH_SEGMENTS_MAX deep (see FRAMES_MAX).
+                    debug_assert!(slot == NONE && node == NONE);
+                }
+                if v == b'{' {
+                    objects |= 1 << depth;
+                } else {
+                    objects &= !(1 << depth);
+                }
                 depth += 1;
+                first = true;
                 i += 1;
             }
             b't' | b'f' | b'n' => {
