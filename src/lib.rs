@@ -5,10 +5,20 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod ack;
+pub mod cli;
+pub mod config;
+pub mod engine;
 pub mod limits;
 pub mod message;
+pub mod metrics;
 pub mod parse;
 pub mod processor;
 pub mod retry;
+pub mod ring;
+pub mod sink;
+pub mod source;
 pub mod sync;
 pub mod transform;
+pub mod wait;
+pub mod worker;

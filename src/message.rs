@@ -143,7 +143,7 @@ impl<'a> Iterator for HeaderIter<'a> {
 }
 
 /// One input message, borrowed from the worker's ring for the length of a batch.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Message<'a> {
     pub key: &'a [u8],
     pub payload: &'a [u8],
@@ -153,7 +153,7 @@ pub struct Message<'a> {
 
 /// One output of a processor, handed to the sink. Borrowed from the ring (pass-through)
 /// or from the worker's arena (rewritten); valid until the arena is reset.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Output<'a> {
     /// Index of the input message in its batch, so the sink's acknowledgement and any
     /// dead-lettering can be traced back to the input.

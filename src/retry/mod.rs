@@ -1,5 +1,20 @@
-//! Retry policies, error categories and the circuit breaker.
+//! Retry policies, error categories, counters and the circuit breaker.
+//!
+//! - [`policy`]: strategies and the delay table built once per policy; per-message
+//!   [`policy::RetryState`].
+//! - [`env`]: default < environment < config file, with the source of each value.
+//! - [`category`]: error categories from Kafka codes or text; the action per category.
+//! - [`counters`]: per-category × per-outcome counter layout and the typed event.
+//! - [`breaker`]: the per-sink circuit breaker.
+//!
+//! Nothing here allocates per attempt or per message; building a policy, reading the
+//! environment and rendering errors may.
 
+pub mod breaker;
 pub mod category;
+pub mod counters;
+pub mod env;
+pub mod policy;
 
-pub use category::ErrorCategory;
+pub use category::{Action, ActionTable, ErrorCategory};
+pub use policy::{RetryPolicy, RetryState, SplitMix64, Strategy};

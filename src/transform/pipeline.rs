@@ -65,6 +65,10 @@ pub struct StepConfig {
     /// Route topic template.
     #[serde(default)]
     pub topic: Option<Spanned<String>>,
+    /// Route fallback topic, used when the template cannot be rendered (a field is
+    /// missing or not a scalar) instead of failing the message.
+    #[serde(default)]
+    pub default: Option<Spanned<String>>,
     /// Map output fields (name = expression) or schema fields (name = type), in order.
     #[serde(default)]
     pub fields: Option<Spanned<FieldList>>,
@@ -233,7 +237,8 @@ struct MapField {
 enum Step {
     Schema(Vec<SchemaField>),
     Filter(Expr),
-    Route(Template),
+    /// A template and the topic to use when it cannot be rendered.
+    Route(Template, Option<Box<str>>),
     Map(Vec<MapField>),
 }
 
@@ -265,7 +270,7 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
         let allowed: &[&str] = match kind {
             "schema" | "map" => &["fields"],
             "filter" => &["expr"],
-            "route" => &["topic"],
+            "route" => &["topic", "default"],
             _ => {
                 return Err(CompileError {
                     span: kind_span,
@@ -279,7 +284,10 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             ("expr", step.expr.as_ref().map(Spanned::span)),
             ("topic", step.topic.as_ref().map(Spanned::span)),
             ("fields", step.fields.as_ref().map(Spanned::span)),
+            ("default", step.default.as_ref().map(Spanned::span)),
         ];
+        // Every allowed key is required except a route's `default`.
+        let optional = ["default"];
         for (key, span) in &present {
             if let Some(span) = span {
                 if !allowed.contains(key) {
@@ -292,7 +300,7 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             }
         }
         for (key, span) in &present {
-            if span.is_none() && allowed.contains(key) {
+            if span.is_none() && allowed.contains(key) && !optional.contains(key) {
                 return Err(CompileError {
                     span: kind_span.clone(),
                     message: format!("a `{kind}` step needs `{key}`"),
@@ -327,7 +335,18 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             "route" => {
                 let src = step.topic.as_ref().ok_or_else(|| missing(&kind_span))?;
                 let t = Template::compile(src.get_ref(), &mut resolve).map_err(|e| expr_error(config_text, src, e))?;
-                Step::Route(t)
+                let default = match &step.default {
+                    Some(d) if d.get_ref().len() > super::template::TOPIC_BYTES_MAX => {
+                        return Err(CompileError {
+                            span: d.span(),
+                            message: format!("default topic longer than {} bytes", super::template::TOPIC_BYTES_MAX),
+                            hint: None,
+                        });
+                    }
+                    Some(d) => Some(d.get_ref().clone().into_boxed_str()),
+                    None => None,
+                };
+                Step::Route(t, default)
             }
             "map" => {
                 let list = step.fields.as_ref().ok_or_else(|| missing(&kind_span))?;
@@ -462,8 +481,9 @@ impl Pipeline {
                         );
                     }
                 },
-                Step::Route(t) => match t.render(&env, &mut self.topic_scratch, arena) {
+                Step::Route(t, default) => match t.render(&env, &mut self.topic_scratch, arena) {
                     Ok(rendered) => topic = rendered,
+                    Err(_) if default.is_some() => topic = arena.alloc_str(default.as_deref().unwrap_or("")),
                     Err(err) => {
                         let field = t.error_field(&err);
                         return Outcome::Failed(
@@ -559,10 +579,16 @@ impl fmt::Display for Pipeline {
                     Some(c) => writeln!(f, "  step {n} filter: constant {c} (folded from `{}`)", e.source())?,
                     None => writeln!(f, "  step {n} filter: {e}  [{} nodes]", e.node_count())?,
                 },
-                Step::Route(t) => match t.constant() {
-                    Some(c) => writeln!(f, "  step {n} route: constant topic {c:?}")?,
-                    None => writeln!(f, "  step {n} route: {t}")?,
-                },
+                Step::Route(t, default) => {
+                    match t.constant() {
+                        Some(c) => write!(f, "  step {n} route: constant topic {c:?}")?,
+                        None => write!(f, "  step {n} route: {t}")?,
+                    }
+                    match default {
+                        Some(d) => writeln!(f, "; when it cannot be rendered: {d:?}")?,
+                        None => writeln!(f)?,
+                    }
+                }
                 Step::Map(fields) => {
                     writeln!(f, "  step {n} map:")?;
                     for m in fields {

@@ -166,6 +166,17 @@ fn compile_errors_point_into_the_config_file() {
 }
 
 #[test]
+fn route_default_replaces_a_topic_that_cannot_be_rendered() {
+    let config = "[[steps]]\ntype = \"route\"\ntopic = \"t.${region}\"\ndefault = \"t.unrouted\"\n";
+    let mut p = compile_toml(config).unwrap();
+    assert_eq!(run_one(&mut p, r#"{"region":"eu"}"#).unwrap().unwrap().0, "t.eu");
+    assert_eq!(run_one(&mut p, r#"{"x":1}"#).unwrap().unwrap().0, "t.unrouted");
+    assert!(p.to_string().contains(r#"route: "t." + region@0; when it cannot be rendered: "t.unrouted""#), "{p}");
+    let bad = "[[steps]]\ntype = \"filter\"\nexpr = 'true'\ndefault = 'x'\n";
+    assert_eq!(config_err(bad), ("'x'".into(), "`default` does not belong in a `filter` step".into(), Some("a `filter` step takes `expr`".into())));
+}
+
+#[test]
 fn file_span_maps_offsets_inside_plain_strings_only() {
     let text = r#"expr = 'abc'"#;
     assert_eq!(file_span(text, &(7..12), 1, 1), 9..10);

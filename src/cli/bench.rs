@@ -1,0 +1,287 @@
+//! `corestream bench`: generator (or a file) -> processor -> null, measured.
+//!
+//! Reports messages/s, MB/s, ingest->sink latency percentiles, allocations per
+//! message and a per-worker breakdown; `--json` prints one object instead.
+//! Allocations are counted by the binary's counting global allocator over the
+//! steady-state window (from 10% to 90% of the messages), so start-up allocations
+//! (rings, arenas, threads) are excluded, as the zero-allocation test does.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+
+use super::report::{Progress, human, human_ns};
+use super::{EXIT_CONFIG, EXIT_IO, EXIT_OK, EXIT_RUNTIME};
+use crate::engine::{Engine, EngineSettings, ProcessorFactory};
+use crate::metrics::Counter;
+use crate::metrics::alloc;
+use crate::processor::PassThrough;
+use crate::sink::null::NullSinkFactory;
+use crate::source::Source;
+use crate::source::file::FileSource;
+use crate::source::generator::{GeneratorSettings, GeneratorSource};
+use crate::worker::Placement;
+
+/// Processors the bench can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BenchProcessor {
+    /// Every message passes unchanged: measures the engine itself.
+    Passthrough,
+    /// The reference "orders" pipeline (filter, route, map).
+    Orders,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct BenchArgs {
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Messages to generate (ignored with --input).
+    #[arg(long, default_value_t = 20_000_000)]
+    pub messages: u64,
+    /// Generated payload size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub message_bytes: usize,
+    /// Records per batch (ring publish and worker batch).
+    #[arg(long, default_value_t = crate::limits::BATCH_RECORDS_DEFAULT)]
+    pub batch: usize,
+    /// Distinct keys (0: keyless, round-robin).
+    #[arg(long, default_value_t = 50_000)]
+    pub keys: u64,
+    /// Ring size per worker, in bytes (power of two).
+    #[arg(long, default_value_t = crate::limits::RING_BYTES_DEFAULT)]
+    pub ring_bytes: usize,
+    /// Processor to run.
+    #[arg(long, value_enum, default_value_t = BenchProcessor::Passthrough)]
+    pub processor: BenchProcessor,
+    /// Read this newline-delimited file instead of generating messages.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    pub unpinned: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Figures of one bench run.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub messages: u64,
+    pub seconds: f64,
+    pub msgs_per_sec: f64,
+    pub bytes_per_sec: f64,
+    pub message_bytes_mean: f64,
+    /// `null` when the counting allocator is not installed.
+    pub allocations_per_message: Option<f64>,
+    /// "steady_state" (10%..90% of the run) or "whole_run" (too short to sample).
+    pub allocation_window: &'static str,
+    pub latency_ns: crate::metrics::LatencySummary,
+    pub workers: usize,
+    pub per_worker: Vec<WorkerFigures>,
+    pub outputs: u64,
+    pub filtered: u64,
+    pub dead_lettered: u64,
+    pub processor: String,
+    pub source: String,
+    pub batch_records: usize,
+    pub pinned: bool,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct WorkerFigures {
+    pub worker: usize,
+    pub messages: u64,
+    pub share: f64,
+}
+
+fn processors(kind: BenchProcessor) -> Result<ProcessorFactory, String> {
+    match kind {
+        BenchProcessor::Passthrough => Ok(Box::new(|_| Box::new(PassThrough))),
+        BenchProcessor::Orders => {
+            let pipeline = crate::transform::orders_processor().map_err(|e| e.to_string())?;
+            Ok(Box::new(move |_| Box::new(pipeline.clone())))
+        }
+    }
+}
+
+/// (messages processed, allocations so far) at one instant.
+type Sample = (u64, u64);
+
+pub fn run(args: &BenchArgs) -> i32 {
+    let settings = EngineSettings {
+        workers: args.workers,
+        ring_bytes: args.ring_bytes,
+        batch_records: args.batch,
+        placement: if args.unpinned { Placement::Unpinned } else { Placement::PinPerCore },
+        record_bytes_max: (args.ring_bytes / 4).min(crate::limits::RECORD_BYTES_MAX_DEFAULT),
+        ..EngineSettings::default()
+    };
+    if let Err(e) = settings.validate() {
+        eprintln!(
+            "corestream bench: --{}: {} (hint: {})",
+            e.setting.replace('_', "-"),
+            e.message,
+            e.hint
+        );
+        return EXIT_CONFIG;
+    }
+    let source: Box<dyn Source> = match &args.input {
+        Some(path) => {
+            match FileSource::new(path, None, Duration::from_secs(1), settings.record_bytes_max) {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    eprintln!("corestream bench: {e}");
+                    return EXIT_IO;
+                }
+            }
+        }
+        None => match GeneratorSource::new(GeneratorSettings {
+            count: Some(args.messages),
+            rate_per_sec: None,
+            keys: args.keys,
+            message_bytes: args.message_bytes,
+            seed: 42,
+            batch_records: args.batch,
+        }) {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                eprintln!("corestream bench: {e}");
+                return EXIT_CONFIG;
+            }
+        },
+    };
+    let source_name = source.describe();
+    let processors = match processors(args.processor) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("corestream bench: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    let expected = if args.input.is_some() { None } else { Some(args.messages) };
+    let started = Instant::now();
+    let allocations_at_start = alloc::allocations();
+    let running = match Engine::new(settings, source, processors, Arc::new(NullSinkFactory)).start()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("corestream bench: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let live = !args.json && std::io::stderr().is_terminal();
+    let mut progress = Progress::new(live.then_some(Duration::from_secs(1)));
+    // Steady-state allocation window: 10% .. 90% of the expected messages.
+    let mut window: (Option<Sample>, Option<Sample>) = (None, None);
+    while !running.is_finished() {
+        std::thread::sleep(Duration::from_micros(500));
+        if let Some(total) = expected {
+            let done = running.metrics().counters().sum(Counter::MessagesIn);
+            if window.0.is_none() && done >= total / 10 {
+                window.0 = Some((done, alloc::allocations()));
+            } else if window.0.is_some() && window.1.is_none() && done >= total / 10 * 9 {
+                window.1 = Some((done, alloc::allocations()));
+            }
+        }
+        progress.tick(running.metrics());
+    }
+    progress.finish();
+    let allocations_at_end = alloc::allocations();
+    let report = match running.join() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("corestream bench: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let s = &report.snapshot;
+    let messages = s.get(Counter::MessagesIn);
+    let (allocations_per_message, allocation_window) = match window {
+        _ if !alloc::is_installed() => (None, "not_measured"),
+        (Some((m0, a0)), Some((m1, a1))) if m1 > m0 => {
+            (Some((a1 - a0) as f64 / (m1 - m0) as f64), "steady_state")
+        }
+        _ => (
+            Some((allocations_at_end - allocations_at_start) as f64 / messages.max(1) as f64),
+            "whole_run",
+        ),
+    };
+    let result = BenchResult {
+        messages,
+        seconds,
+        msgs_per_sec: messages as f64 / seconds,
+        bytes_per_sec: s.get(Counter::BytesIn) as f64 / seconds,
+        message_bytes_mean: s.get(Counter::BytesIn) as f64 / messages.max(1) as f64,
+        allocations_per_message,
+        allocation_window,
+        latency_ns: s.latency,
+        workers: settings.workers,
+        per_worker: s
+            .per_worker
+            .iter()
+            .enumerate()
+            .map(|(worker, w)| WorkerFigures {
+                worker,
+                messages: w[Counter::MessagesIn as usize],
+                share: w[Counter::MessagesIn as usize] as f64 / messages.max(1) as f64,
+            })
+            .collect(),
+        outputs: s.get(Counter::Outputs),
+        filtered: s.get(Counter::Filtered),
+        dead_lettered: s.get(Counter::DeadLettered),
+        processor: format!("{:?}", args.processor).to_lowercase(),
+        source: source_name,
+        batch_records: settings.batch_records,
+        pinned: !args.unpinned,
+    };
+    if args.json {
+        match serde_json::to_string(&result) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("corestream bench: cannot encode the result: {e}");
+                return EXIT_RUNTIME;
+            }
+        }
+    } else {
+        print_text(&result);
+    }
+    EXIT_OK
+}
+
+fn print_text(r: &BenchResult) {
+    println!(
+        "corestream bench: {} -> {} -> null, {} worker(s), batch {}",
+        r.source, r.processor, r.workers, r.batch_records
+    );
+    println!(
+        "  {} messages in {:.3}s: {} msgs/s, {}B/s (mean {:.0} B/message)",
+        r.messages,
+        r.seconds,
+        human(r.msgs_per_sec),
+        human(r.bytes_per_sec),
+        r.message_bytes_mean
+    );
+    println!(
+        "  latency ingest->sink: p50 {}  p99 {}  p99.9 {}  max {}",
+        human_ns(r.latency_ns.p50),
+        human_ns(r.latency_ns.p99),
+        human_ns(r.latency_ns.p999),
+        human_ns(r.latency_ns.max)
+    );
+    match r.allocations_per_message {
+        Some(a) => println!("  allocations per message: {a:.4} ({})", r.allocation_window),
+        None => {
+            println!("  allocations per message: not measured (counting allocator not installed)")
+        }
+    }
+    println!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
+    for w in &r.per_worker {
+        println!("  worker {}: {} messages ({:.1}%)", w.worker, w.messages, w.share * 100.0);
+    }
+}

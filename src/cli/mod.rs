@@ -1,0 +1,185 @@
+//! The `corestream` command line: `run`, `bench`, `validate`.
+//!
+//! Exit codes (also in the README):
+//! - 0: success (end of input, or a clean shutdown after SIGINT/SIGTERM)
+//! - 1: the pipeline failed while running (a source or sink error)
+//! - 2: invalid configuration or command line
+//! - 3: an input, output or dead-letter file cannot be opened
+//! - 130: a second SIGINT/SIGTERM during shutdown (immediate exit)
+
+pub mod bench;
+pub mod report;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::PipelineConfig;
+use crate::config::build::{self, BuildError};
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_RUNTIME: i32 = 1;
+pub const EXIT_CONFIG: i32 = 2;
+pub const EXIT_IO: i32 = 3;
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// corestream: move and transform messages at the speed of the hardware.
+#[derive(Debug, Parser)]
+#[command(name = "corestream", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline described by a TOML file until its input ends (or Ctrl-C).
+    Run {
+        /// The pipeline file.
+        config: PathBuf,
+        /// Seconds between progress lines on stderr (0: none). Default: 1 on a
+        /// terminal, none otherwise.
+        #[arg(long)]
+        progress_secs: Option<u64>,
+    },
+    /// Check a pipeline file offline and print the compiled pipeline.
+    Validate {
+        /// The pipeline file.
+        config: PathBuf,
+    },
+    /// Measure the engine: generator -> processor -> null.
+    Bench(bench::BenchArgs),
+}
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_CONFIG } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    match cli.command {
+        Command::Run { config, progress_secs } => run(&config, progress_secs),
+        Command::Validate { config } => validate(&config),
+        Command::Bench(args) => bench::run(&args),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<PipelineConfig, i32> {
+    PipelineConfig::load(path).map_err(|e| {
+        eprintln!("{e}");
+        EXIT_CONFIG
+    })
+}
+
+fn build_error(e: BuildError) -> i32 {
+    match e {
+        BuildError::Config(e) => {
+            eprintln!("{e}");
+            EXIT_CONFIG
+        }
+        BuildError::Io(e) => {
+            eprintln!("corestream: {e}");
+            EXIT_IO
+        }
+    }
+}
+
+/// Installs SIGINT/SIGTERM handling: the first signal sets the returned flag (a
+/// clean shutdown follows); a second one exits at once with code 130.
+pub fn install_signals() -> std::io::Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // Order matters: the conditional exit sees the flag set by the first signal.
+        signal_hook::flag::register_conditional_shutdown(signal, EXIT_INTERRUPTED, flag.clone())?;
+        signal_hook::flag::register(signal, flag.clone())?;
+    }
+    Ok(flag)
+}
+
+fn run(path: &std::path::Path, progress_secs: Option<u64>) -> i32 {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let engine = match build::engine(&config) {
+        Ok(e) => e,
+        Err(e) => return build_error(e),
+    };
+    let signals = match install_signals() {
+        Ok(flag) => flag,
+        Err(e) => {
+            eprintln!("corestream: cannot install signal handlers: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let running = match engine.start() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("corestream: {e}");
+            return EXIT_RUNTIME;
+        }
+    };
+    let interval = match progress_secs {
+        Some(0) => None,
+        Some(s) => Some(Duration::from_secs(s)),
+        None => std::io::stderr().is_terminal().then_some(Duration::from_secs(1)),
+    };
+    let mut progress = report::Progress::new(interval);
+    let mut stopping = false;
+    while !running.is_finished() {
+        std::thread::sleep(Duration::from_millis(50));
+        if signals.load(Ordering::Relaxed) && !stopping {
+            stopping = true;
+            eprintln!(
+                "\ncorestream: stopping: draining rings and flushing sinks (press Ctrl-C again to exit at once)"
+            );
+            running.stop();
+        }
+        progress.tick(running.metrics());
+    }
+    progress.finish();
+    match running.join() {
+        Ok(report) => {
+            eprintln!("{}", report::summary(&report.snapshot, config.engine.workers));
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("corestream: {e}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> i32 {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let chain = match build::processors(&config) {
+        Ok(_) => crate::transform::describe_steps(&config.steps, &config.text),
+        Err(e) => return build_error(e),
+    };
+    println!("{}: valid", path.display());
+    println!("engine: {:?}", config.engine);
+    println!("source: {:?}", config.source);
+    println!("processor chain:\n{chain}");
+    println!("sink: {:?}", config.sink);
+    match &config.dead_letter {
+        Some(d) => println!("dead_letter: {d:?}"),
+        None => println!(
+            "dead_letter: none (failures are counted and the first {} logged)",
+            crate::sink::dead_letter::DEAD_LETTER_LOG_MAX
+        ),
+    }
+    println!("retry (effective, with where each value came from):\n{}", config.retry);
+    EXIT_OK
+}

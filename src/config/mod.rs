@@ -1,0 +1,565 @@
+//! The pipeline file: TOML, parsed with serde, every error pointing at the line.
+//!
+//! ```toml
+//! [engine]                      # all optional
+//! workers = 2                   # default: one per core
+//! ring_bytes = "8MiB"           # power of two per worker
+//! batch_records = 512
+//! record_bytes_max = "1MiB"
+//! pin = true
+//!
+//! [source]
+//! type = "file"                 # generator | file | stdin
+//! path = "orders.ndjson"        # relative paths are relative to this file
+//! checkpoint = "orders.ckpt"
+//!
+//! [[processor]]                 # the chain, in order (see `transform`)
+//! type = "filter"
+//! expr = 'status == "paid" && amount > 100.0'
+//!
+//! [sink]
+//! type = "file"                 # null | stdout | file
+//! path = "out.ndjson"
+//!
+//! [dead_letter]                 # optional; default: count and log the first few
+//! type = "file"
+//! path = "dead.ndjson"
+//!
+//! [retry]                       # optional; see `retry::env` (env vars CORESTREAM_RETRY_*)
+//! ```
+//!
+//! Each section is one struct holding the fields of every `type`, so that every value
+//! keeps its position (serde's internally tagged enums lose them); a field that does
+//! not apply to the chosen type is an error pointing at it.
+
+pub mod build;
+pub mod diagnostic;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use toml::Spanned;
+
+use crate::engine::EngineSettings;
+use crate::retry::env::{EffectiveRetry, RetryConfig};
+use crate::source::file::CHECKPOINT_INTERVAL_DEFAULT;
+use crate::source::generator::GeneratorSettings;
+use crate::worker::Placement;
+
+pub use diagnostic::{ConfigError, Diagnostic, did_you_mean};
+
+/// A size: an integer number of bytes, or a string such as "64MiB" (see
+/// [`crate::parse::size`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SizeValue(pub u64);
+
+impl<'de> Deserialize<'de> for SizeValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = SizeValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a size: a number of bytes or a string like \"64MiB\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SizeValue, E> {
+                Ok(SizeValue(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SizeValue, E> {
+                u64::try_from(v).map(SizeValue).map_err(|_| E::custom("a size cannot be negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SizeValue, E> {
+                crate::parse::size::parse_size(v).map(SizeValue).map_err(|e| {
+                    E::custom(format!("invalid size {v:?}: {}\n{}", e.reason, e.caret(v)))
+                })
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+/// A duration string such as "30s", "1m30s", "1500ms" (see [`crate::parse::duration`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationValue(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        crate::parse::duration::parse_duration(&text).map(DurationValue).map_err(|e| {
+            de::Error::custom(format!(
+                "invalid duration {text:?}: {}\n{}",
+                e.reason,
+                e.caret(&text)
+            ))
+        })
+    }
+}
+
+/// A table whose entries keep their file order and their values' positions (the
+/// fields of a `map` step, Kafka properties).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrderedTable(pub Vec<(String, Spanned<String>)>);
+
+impl<'de> Deserialize<'de> for OrderedTable {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TableVisitor;
+        impl<'de> Visitor<'de> for TableVisitor {
+            type Value = OrderedTable;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedTable, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Spanned<String>>()? {
+                    entries.push((key, value));
+                }
+                Ok(OrderedTable(entries))
+            }
+        }
+        deserializer.deserialize_map(TableVisitor)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    engine: RawEngine,
+    source: Option<Spanned<RawSource>>,
+    #[serde(default)]
+    processor: Vec<Spanned<RawStep>>,
+    sink: Option<Spanned<RawSink>>,
+    dead_letter: Option<Spanned<RawDeadLetter>>,
+    retry: Option<RetryConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    workers: Option<Spanned<u64>>,
+    ring_bytes: Option<Spanned<SizeValue>>,
+    batch_records: Option<Spanned<u64>>,
+    record_bytes_max: Option<Spanned<SizeValue>>,
+    arena_bytes: Option<Spanned<SizeValue>>,
+    pin: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    // file
+    path: Option<Spanned<String>>,
+    checkpoint: Option<Spanned<String>>,
+    checkpoint_interval: Option<Spanned<DurationValue>>,
+    // generator
+    count: Option<Spanned<u64>>,
+    rate_per_sec: Option<Spanned<u64>>,
+    keys: Option<Spanned<u64>>,
+    message_bytes: Option<Spanned<SizeValue>>,
+    seed: Option<Spanned<u64>>,
+}
+
+/// One processor step as written; compiled by [`crate::transform`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub expr: Option<Spanned<String>>,
+    pub topic: Option<Spanned<String>>,
+    pub default: Option<Spanned<String>>,
+    pub fields: Option<Spanned<OrderedTable>>,
+    pub key: Option<Spanned<String>>,
+    pub window: Option<Spanned<u64>>,
+    pub field: Option<Spanned<String>>,
+    pub table: Option<Spanned<OrderedTable>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+    append: Option<Spanned<bool>>,
+    fsync: Option<Spanned<bool>>,
+    buffer_bytes: Option<Spanned<SizeValue>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeadLetter {
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    path: Option<Spanned<String>>,
+}
+
+/// Where the messages come from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceSpec {
+    Generator(GeneratorSettings),
+    File { path: PathBuf, checkpoint: Option<PathBuf>, checkpoint_interval: Duration },
+    Stdin,
+}
+
+/// Where they go.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkSpec {
+    Null,
+    Stdout { buffer_bytes: usize },
+    File { path: PathBuf, append: bool, fsync: bool, buffer_bytes: usize },
+}
+
+/// Where undeliverable messages go.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeadLetterSpec {
+    File { path: PathBuf },
+}
+
+/// A checked pipeline file.
+#[derive(Debug)]
+pub struct PipelineConfig {
+    pub path: PathBuf,
+    pub text: String,
+    pub engine: EngineSettings,
+    pub source: SourceSpec,
+    pub steps: Vec<Spanned<RawStep>>,
+    pub sink: SinkSpec,
+    pub dead_letter: Option<DeadLetterSpec>,
+    pub retry: EffectiveRetry,
+}
+
+impl PipelineConfig {
+    /// Reads and checks `path`, reading retry overrides from the process environment.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                path,
+                "",
+                Diagnostic::new(None, format!("cannot read config file: {e}")),
+            )
+        })?;
+        Self::parse(path, &text, crate::retry::env::process_env)
+    }
+
+    /// Checks `text` (the content of `path`); `env` looks up environment variables.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let fail = |d: Diagnostic| ConfigError::new(path, text, d);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(toml_diagnostic(&e)))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let engine = engine_settings(&raw.engine).map_err(fail)?;
+        let source = raw
+            .source
+            .as_ref()
+            .ok_or_else(|| {
+                Diagnostic::new(None, "missing [source] section")
+                    .hint("add e.g. [source] type = \"generator\" (or \"file\" with a path, or \"stdin\")")
+            })
+            .and_then(|s| source_spec(s, &base, engine.batch_records))
+            .map_err(fail)?;
+        let sink = raw
+            .sink
+            .as_ref()
+            .ok_or_else(|| {
+                Diagnostic::new(None, "missing [sink] section").hint(
+                    "add e.g. [sink] type = \"stdout\" (or \"null\", or \"file\" with a path)",
+                )
+            })
+            .and_then(|s| sink_spec(s, &base))
+            .map_err(fail)?;
+        let dead_letter = raw
+            .dead_letter
+            .as_ref()
+            .map(|d| dead_letter_spec(d, &base))
+            .transpose()
+            .map_err(fail)?;
+        let retry = EffectiveRetry::resolve(env, raw.retry.as_ref())
+            .map_err(|e| fail(retry_diagnostic(&e)))?;
+        Ok(PipelineConfig {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            engine,
+            source,
+            steps: raw.processor,
+            sink,
+            dead_letter,
+            retry,
+        })
+    }
+
+    /// Turns a diagnostic about this file into a printable error.
+    pub fn error(&self, diagnostic: Diagnostic) -> ConfigError {
+        ConfigError::new(&self.path, &self.text, diagnostic)
+    }
+}
+
+/// A toml/serde error as a diagnostic, with a "did you mean" for unknown fields.
+fn toml_diagnostic(error: &toml::de::Error) -> Diagnostic {
+    let message = error.message().trim_end().to_string();
+    let mut diagnostic =
+        Diagnostic::new(error.span(), message.lines().next().unwrap_or("").to_string());
+    if message.lines().count() > 1 {
+        // Our own value errors carry a caret line for the value itself.
+        diagnostic.message = message.clone();
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        diagnostic.message = format!("unknown field `{field}`");
+        diagnostic.hint = Some(match did_you_mean(field, candidates.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => format!("expected one of: {}", candidates.join(", ")),
+        });
+    } else if message.starts_with("missing field `type`") {
+        diagnostic.hint =
+            Some("every [source], [sink], [dead_letter] and [[processor]] needs a `type`".into());
+    }
+    diagnostic
+}
+
+fn retry_diagnostic(error: &crate::retry::env::RetrySettingsError) -> Diagnostic {
+    use crate::retry::env::RetrySettingsError;
+    match error {
+        RetrySettingsError::Config(e) => {
+            let at = e.file_offset();
+            Diagnostic::new(
+                Some(at..at + e.parse.map_or(e.span.len(), |p| p.len.max(1))),
+                e.to_string(),
+            )
+        }
+        other => Diagnostic::new(None, other.to_string())
+            .hint("fix or unset the environment variable; the config file's [retry] overrides it"),
+    }
+}
+
+fn span_of<T>(value: &Spanned<T>) -> Option<Range<usize>> {
+    Some(value.span())
+}
+
+fn engine_settings(raw: &RawEngine) -> Result<EngineSettings, Diagnostic> {
+    let mut settings = EngineSettings::default();
+    if let Some(w) = &raw.workers {
+        settings.workers = usize::try_from(*w.get_ref()).unwrap_or(usize::MAX);
+    }
+    if let Some(r) = &raw.ring_bytes {
+        settings.ring_bytes = usize::try_from(r.get_ref().0).unwrap_or(usize::MAX);
+    }
+    if let Some(b) = &raw.batch_records {
+        settings.batch_records = usize::try_from(*b.get_ref()).unwrap_or(usize::MAX);
+    }
+    if let Some(r) = &raw.record_bytes_max {
+        settings.record_bytes_max = usize::try_from(r.get_ref().0).unwrap_or(usize::MAX);
+    }
+    if let Some(a) = &raw.arena_bytes {
+        settings.arena_bytes = usize::try_from(a.get_ref().0).unwrap_or(usize::MAX);
+    }
+    if raw.pin == Some(false) {
+        settings.placement = Placement::Unpinned;
+    }
+    settings.validate().map_err(|e| {
+        let span = match e.setting {
+            "workers" => raw.workers.as_ref().and_then(span_of),
+            "ring_bytes" => raw.ring_bytes.as_ref().and_then(span_of),
+            "batch_records" => raw.batch_records.as_ref().and_then(span_of),
+            "record_bytes_max" => raw.record_bytes_max.as_ref().and_then(span_of),
+            _ => None,
+        };
+        Diagnostic::new(span, format!("engine.{}: {}", e.setting, e.message)).hint(e.hint)
+    })?;
+    Ok(settings)
+}
+
+/// Refuses fields set for a `type` they do not apply to.
+fn only_fields(
+    kind: &Spanned<String>,
+    set: &[(&str, Option<Range<usize>>)],
+    allowed: &[&str],
+) -> Result<(), Diagnostic> {
+    for (name, span) in set {
+        if let Some(span) = span
+            && !allowed.contains(name)
+        {
+            return Err(Diagnostic::new(
+                Some(span.clone()),
+                format!("`{name}` does not apply to type \"{}\"", kind.get_ref()),
+            )
+            .hint(if allowed.is_empty() {
+                format!("type \"{}\" takes no settings", kind.get_ref())
+            } else {
+                format!("type \"{}\" takes: {}", kind.get_ref(), allowed.join(", "))
+            }));
+        }
+    }
+    Ok(())
+}
+
+fn unknown_type(kind: &Spanned<String>, section: &str, known: &[&str]) -> Diagnostic {
+    let hint = match did_you_mean(kind.get_ref(), known.iter().copied()) {
+        Some(best) => format!("did you mean \"{best}\"?"),
+        None => format!("known types: {}", known.join(", ")),
+    };
+    Diagnostic::new(Some(kind.span()), format!("unknown {section} type \"{}\"", kind.get_ref()))
+        .hint(hint)
+}
+
+fn resolve_path(base: &Path, value: &Spanned<String>) -> PathBuf {
+    let path = Path::new(value.get_ref());
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+}
+
+fn required<'a, T>(
+    value: &'a Option<Spanned<T>>,
+    name: &str,
+    kind: &Spanned<String>,
+    example: &str,
+) -> Result<&'a Spanned<T>, Diagnostic> {
+    value.as_ref().ok_or_else(|| {
+        Diagnostic::new(Some(kind.span()), format!("type \"{}\" needs `{name}`", kind.get_ref()))
+            .hint(format!("add {name} = {example}"))
+    })
+}
+
+fn source_spec(
+    raw: &Spanned<RawSource>,
+    base: &Path,
+    batch_records: usize,
+) -> Result<SourceSpec, Diagnostic> {
+    let s = raw.get_ref();
+    let set = [
+        ("path", s.path.as_ref().and_then(span_of)),
+        ("checkpoint", s.checkpoint.as_ref().and_then(span_of)),
+        ("checkpoint_interval", s.checkpoint_interval.as_ref().and_then(span_of)),
+        ("count", s.count.as_ref().and_then(span_of)),
+        ("rate_per_sec", s.rate_per_sec.as_ref().and_then(span_of)),
+        ("keys", s.keys.as_ref().and_then(span_of)),
+        ("message_bytes", s.message_bytes.as_ref().and_then(span_of)),
+        ("seed", s.seed.as_ref().and_then(span_of)),
+    ];
+    match s.kind.get_ref().as_str() {
+        "generator" => {
+            only_fields(
+                &s.kind,
+                &set,
+                &["count", "rate_per_sec", "keys", "message_bytes", "seed"],
+            )?;
+            let defaults = GeneratorSettings::default();
+            if let Some(rate) = &s.rate_per_sec
+                && *rate.get_ref() == 0
+            {
+                return Err(Diagnostic::new(Some(rate.span()), "rate_per_sec must be at least 1")
+                    .hint("omit rate_per_sec for no limit"));
+            }
+            let message_bytes =
+                s.message_bytes.as_ref().map_or(defaults.message_bytes, |m| m.get_ref().0 as usize);
+            if message_bytes > crate::source::generator::GENERATOR_MESSAGE_BYTES_MAX {
+                return Err(Diagnostic::new(
+                    s.message_bytes.as_ref().and_then(span_of),
+                    "message_bytes is too large",
+                )
+                .hint(format!(
+                    "at most {} bytes",
+                    crate::source::generator::GENERATOR_MESSAGE_BYTES_MAX
+                )));
+            }
+            if let Some(keys) = &s.keys
+                && *keys.get_ref() > 1_000_000
+            {
+                return Err(Diagnostic::new(Some(keys.span()), "keys must be at most 1000000")
+                    .hint("keys are customer ids c-000000 .. c-999999; 0 means keyless"));
+            }
+            Ok(SourceSpec::Generator(GeneratorSettings {
+                count: s.count.as_ref().map(|c| *c.get_ref()),
+                rate_per_sec: s.rate_per_sec.as_ref().map(|r| *r.get_ref()),
+                keys: s.keys.as_ref().map_or(defaults.keys, |k| *k.get_ref()),
+                message_bytes,
+                seed: s.seed.as_ref().map_or(defaults.seed, |k| *k.get_ref()),
+                batch_records,
+            }))
+        }
+        "file" => {
+            only_fields(&s.kind, &set, &["path", "checkpoint", "checkpoint_interval"])?;
+            let path = required(&s.path, "path", &s.kind, "\"orders.ndjson\"")?;
+            Ok(SourceSpec::File {
+                path: resolve_path(base, path),
+                checkpoint: s.checkpoint.as_ref().map(|c| resolve_path(base, c)),
+                checkpoint_interval: s
+                    .checkpoint_interval
+                    .as_ref()
+                    .map_or(CHECKPOINT_INTERVAL_DEFAULT, |d| d.get_ref().0),
+            })
+        }
+        "stdin" => {
+            only_fields(&s.kind, &set, &[])?;
+            Ok(SourceSpec::Stdin)
+        }
+        _ => Err(unknown_type(&s.kind, "source", &["generator", "file", "stdin"])),
+    }
+}
+
+fn sink_spec(raw: &Spanned<RawSink>, base: &Path) -> Result<SinkSpec, Diagnostic> {
+    let s = raw.get_ref();
+    let set = [
+        ("path", s.path.as_ref().and_then(span_of)),
+        ("append", s.append.as_ref().and_then(span_of)),
+        ("fsync", s.fsync.as_ref().and_then(span_of)),
+        ("buffer_bytes", s.buffer_bytes.as_ref().and_then(span_of)),
+    ];
+    let buffer_bytes = match &s.buffer_bytes {
+        Some(b) if b.get_ref().0 == 0 || b.get_ref().0 > (1 << 30) => {
+            return Err(Diagnostic::new(
+                Some(b.span()),
+                "buffer_bytes must be between 1 byte and 1GiB",
+            )
+            .hint("the default \"256KiB\" suits most sinks"));
+        }
+        Some(b) => b.get_ref().0 as usize,
+        None => crate::limits::SINK_BUFFER_BYTES_DEFAULT,
+    };
+    match s.kind.get_ref().as_str() {
+        "null" => {
+            only_fields(&s.kind, &set, &[])?;
+            Ok(SinkSpec::Null)
+        }
+        "stdout" => {
+            only_fields(&s.kind, &set, &["buffer_bytes"])?;
+            Ok(SinkSpec::Stdout { buffer_bytes })
+        }
+        "file" => {
+            only_fields(&s.kind, &set, &["path", "append", "fsync", "buffer_bytes"])?;
+            let path = required(&s.path, "path", &s.kind, "\"out.ndjson\"")?;
+            Ok(SinkSpec::File {
+                path: resolve_path(base, path),
+                append: s.append.as_ref().is_some_and(|a| *a.get_ref()),
+                fsync: s.fsync.as_ref().is_some_and(|a| *a.get_ref()),
+                buffer_bytes,
+            })
+        }
+        _ => Err(unknown_type(&s.kind, "sink", &["null", "stdout", "file"])),
+    }
+}
+
+fn dead_letter_spec(
+    raw: &Spanned<RawDeadLetter>,
+    base: &Path,
+) -> Result<DeadLetterSpec, Diagnostic> {
+    let d = raw.get_ref();
+    match d.kind.get_ref().as_str() {
+        "file" => {
+            let path = required(&d.path, "path", &d.kind, "\"dead.ndjson\"")?;
+            Ok(DeadLetterSpec::File { path: resolve_path(base, path) })
+        }
+        _ => Err(unknown_type(&d.kind, "dead_letter", &["file"])),
+    }
+}
+
+#[cfg(test)]
+mod tests;

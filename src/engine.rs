@@ -1,0 +1,425 @@
+//! The engine: builds rings, workers, sink instances and the source thread, runs
+//! them, and shuts them down without losing a message.
+//!
+//! Startup allocates everything the data path needs (rings, arenas, ticket tables,
+//! histograms, sink buffers); afterwards the path from source to sink allocates
+//! nothing per message. Shutdown (end of input or [`RunningEngine::stop`]): the
+//! source stops reading and closes the rings; each worker drains its ring, flushes
+//! its sink and waits for the last acknowledgements; then the source writes its
+//! final checkpoint. Nothing accepted from the input is dropped on the way.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::ack::{AckQueue, PARTITIONS_MAX, Watermarks};
+use crate::limits::{
+    ARENA_BYTES_INITIAL, BATCH_RECORDS_DEFAULT, BATCH_RECORDS_MAX, RECORD_BYTES_MAX_DEFAULT,
+    RECORD_HEADER_BYTES, RING_BYTES_DEFAULT, RING_BYTES_MAX, RING_BYTES_MIN, WORKERS_MAX,
+};
+use crate::metrics::counters::{ENGINE_COUNTERS, SHARD_SLOTS};
+use crate::metrics::latency::new_histogram;
+use crate::metrics::{Counter, LatencyRecorder, LatencyShared, LatencySummary, ShardedCounters};
+use crate::processor::Processor;
+use crate::ring::ring;
+use crate::sink::SinkFactory;
+use crate::sink::dead_letter::{DeadLetter, LogDeadLetter};
+use crate::source::{Ingest, IngestParts, IngestSettings, Routing, Source, SourceError};
+use crate::sync::Arc;
+use crate::worker::{Placement, Worker, WorkerError, WorkerReport};
+
+/// Engine settings. Every field has a default; [`EngineSettings::validate`] refuses
+/// impossible combinations before anything starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Worker threads (one ring each). Default: one per available core.
+    pub workers: usize,
+    /// Bytes per ring (a power of two).
+    pub ring_bytes: usize,
+    /// Records a worker takes per batch (and a source publishes per ring).
+    pub batch_records: usize,
+    /// Longest payload accepted; longer ones are dead-lettered at the source.
+    pub record_bytes_max: usize,
+    pub placement: Placement,
+    /// Initial bump arena per worker.
+    pub arena_bytes: usize,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            workers: crate::worker::pin::available_cores().clamp(1, WORKERS_MAX),
+            ring_bytes: RING_BYTES_DEFAULT,
+            batch_records: BATCH_RECORDS_DEFAULT,
+            record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
+            placement: Placement::PinPerCore,
+            arena_bytes: ARENA_BYTES_INITIAL,
+        }
+    }
+}
+
+/// A setting that cannot work, named, with a hint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingError {
+    pub setting: &'static str,
+    pub message: String,
+    pub hint: String,
+}
+
+impl std::fmt::Display for SettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} (hint: {})", self.setting, self.message, self.hint)
+    }
+}
+
+impl EngineSettings {
+    /// Checks every bound; the first violation is returned.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        let error =
+            |setting, message: String, hint: String| Err(SettingError { setting, message, hint });
+        if self.workers == 0 || self.workers > WORKERS_MAX {
+            return error(
+                "workers",
+                format!("{} workers is outside 1..={WORKERS_MAX}", self.workers),
+                "use 1 per core; omit it for the default".into(),
+            );
+        }
+        if !self.ring_bytes.is_power_of_two()
+            || !(RING_BYTES_MIN..=RING_BYTES_MAX).contains(&self.ring_bytes)
+        {
+            return error(
+                "ring_bytes",
+                format!(
+                    "{} bytes is not a power of two in {RING_BYTES_MIN}..={RING_BYTES_MAX}",
+                    self.ring_bytes
+                ),
+                format!("try \"{}MiB\"", RING_BYTES_DEFAULT >> 20),
+            );
+        }
+        if self.batch_records == 0 || self.batch_records > BATCH_RECORDS_MAX {
+            return error(
+                "batch_records",
+                format!("{} is outside 1..={BATCH_RECORDS_MAX}", self.batch_records),
+                format!("{BATCH_RECORDS_DEFAULT} is a good default"),
+            );
+        }
+        if self.record_bytes_max == 0 {
+            return error(
+                "record_bytes_max",
+                "must be at least 1 byte".into(),
+                "try \"1MiB\"".into(),
+            );
+        }
+        // A record may take at most half a ring (see ring::frame).
+        let frame_max = crate::ring::frame::align_up(RECORD_HEADER_BYTES + self.record_bytes_max);
+        if frame_max > self.ring_bytes / 2 {
+            return error(
+                "ring_bytes",
+                format!(
+                    "a ring of {} bytes cannot hold a record of record_bytes_max {} (a record may use at most \
+                     half the ring, {} bytes with its header)",
+                    self.ring_bytes, self.record_bytes_max, frame_max
+                ),
+                format!(
+                    "raise ring_bytes to at least {} or lower record_bytes_max",
+                    (2 * frame_max).next_power_of_two()
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Why the engine could not start or did not finish cleanly.
+#[derive(Debug)]
+pub enum EngineError {
+    Setting(SettingError),
+    Source(SourceError),
+    Worker { worker: usize, error: WorkerError },
+    Panic { thread: String },
+    Startup(String),
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::Setting(e) => write!(f, "invalid setting {e}"),
+            EngineError::Source(e) => write!(f, "source: {e}"),
+            EngineError::Worker { worker, error } => write!(f, "worker {worker}: {error}"),
+            EngineError::Panic { thread } => write!(f, "thread {thread} panicked"),
+            EngineError::Startup(e) => write!(f, "startup: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+/// Creates the processor of each worker.
+pub type ProcessorFactory = Box<dyn FnMut(usize) -> Box<dyn Processor> + Send>;
+
+/// An engine ready to start: settings, a source, a processor per worker, a sink.
+pub struct Engine {
+    settings: EngineSettings,
+    source: Box<dyn Source>,
+    processors: ProcessorFactory,
+    sink: Arc<dyn SinkFactory>,
+    dead_letter: Arc<dyn DeadLetter>,
+}
+
+impl Engine {
+    /// An engine with `settings`, reading `source`, processing with one processor
+    /// per worker from `processors`, writing to `sink`. Dead letters are logged and
+    /// counted unless [`Engine::dead_letter`] sets a destination.
+    pub fn new(
+        settings: EngineSettings,
+        source: Box<dyn Source>,
+        processors: ProcessorFactory,
+        sink: Arc<dyn SinkFactory>,
+    ) -> Self {
+        Engine {
+            settings,
+            source,
+            processors,
+            sink,
+            dead_letter: Arc::new(LogDeadLetter::default()),
+        }
+    }
+
+    /// Sets where undeliverable messages go.
+    pub fn dead_letter(mut self, dead_letter: Arc<dyn DeadLetter>) -> Self {
+        self.dead_letter = dead_letter;
+        self
+    }
+
+    /// Starts every thread and returns a handle; allocation happens here.
+    pub fn start(mut self) -> Result<RunningEngine, EngineError> {
+        let settings = self.settings;
+        settings.validate().map_err(EngineError::Setting)?;
+        let workers = settings.workers;
+        let routing = self.source.routing();
+        let watermark_per_worker = routing == Routing::KeyHash;
+        let watermarks =
+            Arc::new(Watermarks::new(if watermark_per_worker { workers } else { PARTITIONS_MAX }));
+        // One counter shard per worker, and the last one for the source thread.
+        let counters = Arc::new(ShardedCounters::new(workers + 1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicUsize::new(workers));
+        let latency: Vec<LatencyShared> = (0..workers).map(|_| LatencyShared::default()).collect();
+
+        let mut producers = Vec::with_capacity(workers);
+        let mut worker_threads = Vec::with_capacity(workers);
+        for (index, latency_shared) in latency.iter().enumerate() {
+            let (producer, consumer) =
+                ring(settings.ring_bytes).map_err(|e| EngineError::Startup(e.to_string()))?;
+            producers.push(producer);
+            let acks = AckQueue::new(watermarks.clone());
+            let sink = self
+                .sink
+                .open(index, acks.acker())
+                .map_err(|e| EngineError::Startup(e.to_string()))?;
+            let worker = Worker {
+                index,
+                consumer,
+                processor: (self.processors)(index),
+                sink,
+                acks,
+                dead_letter: self.dead_letter.clone(),
+                counters: counters.clone(),
+                latency: LatencyRecorder::new(latency_shared.clone()),
+                batch_records: settings.batch_records,
+                watermark_per_worker,
+                placement: settings.placement,
+                arena_bytes: settings.arena_bytes,
+            };
+            let running = running.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("corestream-worker-{index}"))
+                .spawn(move || {
+                    let _done = DoneGuard(running);
+                    worker.run()
+                })
+                .map_err(|e| EngineError::Startup(format!("cannot spawn worker {index}: {e}")))?;
+            worker_threads.push(handle);
+        }
+
+        let ingest = Ingest::new(IngestParts {
+            producers,
+            settings: IngestSettings {
+                batch_records: settings.batch_records,
+                record_bytes_max: settings.record_bytes_max,
+                routing,
+                track_progress: watermark_per_worker,
+            },
+            stop: stop.clone(),
+            counters: counters.clone(),
+            shard: workers,
+            dead_letter: self.dead_letter.clone(),
+            watermarks,
+        });
+        let mut source = self.source;
+        let source_running = running.clone();
+        let source_thread = std::thread::Builder::new()
+            .name("corestream-source".into())
+            .spawn(move || run_source(source.as_mut(), ingest, &source_running))
+            .map_err(|e| EngineError::Startup(format!("cannot spawn the source thread: {e}")))?;
+
+        Ok(RunningEngine {
+            source_thread,
+            worker_threads,
+            stop,
+            metrics: Metrics { counters, latency, started: Instant::now() },
+        })
+    }
+
+    /// Starts and waits for the end of input.
+    pub fn run(self) -> Result<Report, EngineError> {
+        self.start()?.join()
+    }
+}
+
+/// Decrements the running-workers count when a worker thread ends, even by panic.
+struct DoneGuard(Arc<AtomicUsize>);
+
+impl Drop for DoneGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The source thread: read, close the rings, wait for the workers, checkpoint.
+fn run_source(
+    source: &mut dyn Source,
+    mut ingest: Ingest,
+    workers_running: &AtomicUsize,
+) -> Result<(), SourceError> {
+    let result = source.run(&mut ingest);
+    ingest.close();
+    while workers_running.load(Ordering::Acquire) > 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let finished = source.finish(&mut ingest);
+    result.and(finished)
+}
+
+/// Counters and histograms of a running engine, readable from any thread.
+#[derive(Clone)]
+pub struct Metrics {
+    counters: Arc<ShardedCounters>,
+    latency: Vec<LatencyShared>,
+    started: Instant,
+}
+
+/// A point-in-time view of the metrics.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub elapsed: Duration,
+    /// Sums over all shards (engine counters, then per-category outcomes).
+    pub totals: [u64; SHARD_SLOTS],
+    /// Each worker's own engine counters.
+    pub per_worker: Vec<[u64; ENGINE_COUNTERS]>,
+    /// Ingest → sink acceptance latency over all workers, in ns.
+    pub latency: LatencySummary,
+}
+
+impl Snapshot {
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.totals[counter as usize]
+    }
+}
+
+impl Metrics {
+    /// The counters, for allocation-free polling.
+    pub fn counters(&self) -> &ShardedCounters {
+        &self.counters
+    }
+
+    /// Reads every counter and merges the histograms; the workers are not stopped.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut totals = [0u64; SHARD_SLOTS];
+        self.counters.sum_all(&mut totals);
+        let per_worker = (0..self.latency.len())
+            .map(|w| std::array::from_fn(|slot| self.counters.shard(w).get_slot(slot)))
+            .collect();
+        let mut merged = new_histogram();
+        for shared in &self.latency {
+            shared.merge_into(&mut merged);
+        }
+        Snapshot {
+            elapsed: self.started.elapsed(),
+            totals,
+            per_worker,
+            latency: LatencySummary::of(&merged),
+        }
+    }
+}
+
+/// A started engine.
+pub struct RunningEngine {
+    source_thread: JoinHandle<Result<(), SourceError>>,
+    worker_threads: Vec<JoinHandle<Result<WorkerReport, WorkerError>>>,
+    stop: Arc<AtomicBool>,
+    metrics: Metrics,
+}
+
+/// The end of a run.
+#[derive(Debug)]
+pub struct Report {
+    pub snapshot: Snapshot,
+    pub workers: Vec<WorkerReport>,
+}
+
+impl RunningEngine {
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Asks the source to stop reading; everything already read is still processed,
+    /// delivered and checkpointed. Returns at once; [`RunningEngine::join`] waits.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// A flag that stops the engine when set (for signal handlers).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// True once every thread has finished.
+    pub fn is_finished(&self) -> bool {
+        self.source_thread.is_finished() && self.worker_threads.iter().all(JoinHandle::is_finished)
+    }
+
+    /// Waits for the end of the run. A worker failure is reported in preference to
+    /// the source's consequent "worker stopped" error.
+    pub fn join(self) -> Result<Report, EngineError> {
+        let mut first_error: Option<EngineError> = None;
+        let mut reports = Vec::new();
+        for (index, handle) in self.worker_threads.into_iter().enumerate() {
+            match handle.join() {
+                Ok(Ok(report)) => reports.push(report),
+                Ok(Err(error)) => {
+                    first_error.get_or_insert(EngineError::Worker { worker: index, error });
+                }
+                Err(_) => {
+                    first_error.get_or_insert(EngineError::Panic {
+                        thread: format!("corestream-worker-{index}"),
+                    });
+                }
+            }
+        }
+        match self.source_thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                first_error.get_or_insert(EngineError::Source(error));
+            }
+            Err(_) => {
+                first_error
+                    .get_or_insert(EngineError::Panic { thread: "corestream-source".into() });
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(Report { snapshot: self.metrics.snapshot(), workers: reports }),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Sharded counters: one cache-padded shard per writing thread, read by summing.
+//!
+//! Each shard has exactly one writer (a worker, or the source thread), so an
+//! increment is a relaxed load and a relaxed store, no read-modify-write and no
+//! contended cache line. Workers go further and keep plain local counts during a
+//! batch, publishing them once per batch (tokio's worker metrics do the same).
+//! Readers sum the shards at any time without stopping the writers; a sum is a
+//! consistent lower bound (each slot only grows).
+
+use crossbeam::utils::CachePadded;
+
+use crate::retry::ErrorCategory;
+use crate::sync::atomic::{AtomicU64, Ordering};
+
+/// What the engine counts. The discriminant is the slot index in a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Counter {
+    /// Messages the source put into a ring.
+    Ingested = 0,
+    /// Payload bytes the source put into a ring.
+    IngestedBytes,
+    /// Input records the source could not put into a ring (too large, ...); each
+    /// is dead-lettered (or counted here only when no dead-letter sink exists).
+    SourceRejected,
+    /// Messages a worker took from its ring.
+    MessagesIn,
+    /// Payload bytes a worker took from its ring.
+    BytesIn,
+    /// Inputs the processor emitted nothing for and did not fail (filtered out).
+    Filtered,
+    /// Inputs the processor failed (malformed, missing field, ...).
+    ProcessorFailed,
+    /// Outputs handed to the sink.
+    Outputs,
+    /// Output payload bytes handed to the sink.
+    OutputBytes,
+    /// Messages written to the dead-letter sink (from any stage).
+    DeadLettered,
+    /// Batches processed.
+    Batches,
+    /// Batches acknowledged by the sink (their positions are checkpointable).
+    BatchesAcked,
+    /// Sink writes that failed and were retried.
+    SinkRetries,
+    /// Times a worker found its ticket queue full and waited for acknowledgements.
+    AckWaits,
+    /// Messages read again after a restart from a checkpoint (possible duplicates:
+    /// they may have reached the sink before the crash).
+    Replayed,
+}
+
+/// Number of engine counters.
+pub const ENGINE_COUNTERS: usize = Counter::Replayed as usize + 1;
+
+/// Names of the engine counters, in slot order (metrics and JSON keys).
+pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
+    "ingested",
+    "ingested_bytes",
+    "source_rejected",
+    "messages_in",
+    "bytes_in",
+    "filtered",
+    "processor_failed",
+    "outputs",
+    "output_bytes",
+    "dead_lettered",
+    "batches",
+    "batches_acked",
+    "sink_retries",
+    "ack_waits",
+    "replayed",
+];
+
+/// Failure outcomes counted per error category (retry and dead-letter accounting).
+pub const OUTCOMES_PER_CATEGORY: usize = 4;
+
+/// First slot of the per-category block: `CATEGORY_BASE + category * 4 + outcome`.
+pub const CATEGORY_BASE: usize = ENGINE_COUNTERS;
+
+/// Slots per shard: engine counters, then per-category outcome counters.
+pub const SHARD_SLOTS: usize = CATEGORY_BASE + ErrorCategory::COUNT * OUTCOMES_PER_CATEGORY;
+
+const _: () = assert!(COUNTER_NAMES.len() == ENGINE_COUNTERS);
+// A shard is a few cache lines; keep it small so summing all shards stays cheap.
+const _: () = assert!(SHARD_SLOTS * 8 <= 1024);
+
+/// One writer's counters.
+pub struct CounterShard {
+    slots: [AtomicU64; SHARD_SLOTS],
+}
+
+impl Default for CounterShard {
+    fn default() -> Self {
+        CounterShard { slots: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+}
+
+impl CounterShard {
+    /// Adds `n` to `slot`. Only the shard's single writer may call this.
+    #[inline(always)]
+    pub fn add_slot(&self, slot: usize, n: u64) {
+        let cell = &self.slots[slot];
+        // Single writer: load + store is enough and avoids a locked RMW.
+        cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Adds `n` to an engine counter.
+    #[inline(always)]
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.add_slot(counter as usize, n);
+    }
+
+    /// Reads one slot.
+    #[inline]
+    pub fn get_slot(&self, slot: usize) -> u64 {
+        self.slots[slot].load(Ordering::Relaxed)
+    }
+}
+
+/// All shards of an engine: `workers` worker shards plus one for the source thread.
+pub struct ShardedCounters {
+    shards: Box<[CachePadded<CounterShard>]>,
+}
+
+impl ShardedCounters {
+    /// `shards` writers, each owning one shard.
+    pub fn new(shards: usize) -> Self {
+        ShardedCounters {
+            shards: (0..shards).map(|_| CachePadded::new(CounterShard::default())).collect(),
+        }
+    }
+
+    /// The shard of writer `index`.
+    #[inline]
+    pub fn shard(&self, index: usize) -> &CounterShard {
+        &self.shards[index]
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Sum of `slot` over all shards.
+    pub fn sum_slot(&self, slot: usize) -> u64 {
+        self.shards.iter().map(|s| s.get_slot(slot)).fold(0u64, u64::wrapping_add)
+    }
+
+    /// Sum of an engine counter over all shards.
+    pub fn sum(&self, counter: Counter) -> u64 {
+        self.sum_slot(counter as usize)
+    }
+
+    /// Sums every slot into `out` without allocating.
+    pub fn sum_all(&self, out: &mut [u64; SHARD_SLOTS]) {
+        out.fill(0);
+        for shard in self.shards.iter() {
+            for (slot, total) in out.iter_mut().enumerate() {
+                *total = total.wrapping_add(shard.get_slot(slot));
+            }
+        }
+    }
+}
+
+/// Plain per-batch counts a worker accumulates and publishes once per batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalCounts {
+    pub slots: [u64; ENGINE_COUNTERS],
+}
+
+impl LocalCounts {
+    #[inline(always)]
+    pub fn add(&mut self, counter: Counter, n: u64) {
+        self.slots[counter as usize] += n;
+    }
+
+    /// Adds the non-zero counts to `shard` and clears them.
+    #[inline]
+    pub fn publish(&mut self, shard: &CounterShard) {
+        for (slot, count) in self.slots.iter_mut().enumerate() {
+            if *count != 0 {
+                shard.add_slot(slot, *count);
+                *count = 0;
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(corestream_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_sum_and_local_counts_publish_once() {
+        let counters = ShardedCounters::new(3);
+        counters.shard(0).add(Counter::MessagesIn, 5);
+        counters.shard(2).add(Counter::MessagesIn, 7);
+        counters.shard(1).add_slot(CATEGORY_BASE + 3, 2);
+        assert_eq!(counters.sum(Counter::MessagesIn), 12);
+        assert_eq!(counters.sum_slot(CATEGORY_BASE + 3), 2);
+        let mut local = LocalCounts::default();
+        local.add(Counter::Filtered, 4);
+        local.add(Counter::Filtered, 1);
+        local.publish(counters.shard(1));
+        assert_eq!(local, LocalCounts::default());
+        assert_eq!(counters.sum(Counter::Filtered), 5);
+        let mut all = [0u64; SHARD_SLOTS];
+        counters.sum_all(&mut all);
+        assert_eq!(all[Counter::MessagesIn as usize], 12);
+        assert_eq!(all[Counter::Filtered as usize], 5);
+    }
+
+    #[test]
+    fn counter_names_line_up_with_slots() {
+        assert_eq!(COUNTER_NAMES[Counter::Ingested as usize], "ingested");
+        assert_eq!(COUNTER_NAMES[Counter::AckWaits as usize], "ack_waits");
+        assert_eq!(COUNTER_NAMES[Counter::DeadLettered as usize], "dead_lettered");
+    }
+}

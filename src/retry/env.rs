@@ -1,0 +1,884 @@
+//! Where retry settings come from: built-in default < environment < config file.
+//!
+//! Each setting is an optional field of a [`PolicySpec`]; specs from the environment
+//! ([`PolicySpec::from_env`]) and from the `[retry]` table of the config file
+//! ([`PolicySpec::from_config`]) are laid over the defaults by
+//! [`EffectiveRetry::resolve`], which keeps the [`Source`] of every value so that
+//! `corestream validate` can print the effective policy and where each value came
+//! from (the `Display` of [`EffectiveRetry`]).
+//!
+//! A bad value is an error that names the variable (or config key), shows the value
+//! and says what was expected; nothing falls back silently. The environment is read
+//! through a caller-supplied lookup, so tests never touch the process environment:
+//! pass [`process_env`] in the binary.
+//!
+//! | variable | config key | value |
+//! |---|---|---|
+//! | `CORESTREAM_RETRY_STRATEGY` | `strategy` | `fixed`, `linear`, `exponential` |
+//! | `CORESTREAM_RETRY_INITIAL` | `initial` | duration, e.g. `2s` |
+//! | `CORESTREAM_RETRY_MULTIPLIER` | `multiplier` | number in 1..=16 (exponential) |
+//! | `CORESTREAM_RETRY_STEP` | `step` | duration (linear) |
+//! | `CORESTREAM_RETRY_MAX` | `max` | duration: cap on one delay |
+//! | `CORESTREAM_RETRY_MAX_ATTEMPTS` | `max_attempts` | 1..=10000, first try included |
+//! | `CORESTREAM_RETRY_MAX_TOTAL` | `max_total` | duration from the first attempt |
+//! | `CORESTREAM_RETRY_JITTER` | `jitter` | `true`/`false` (also 1/0, yes/no, on/off) |
+//! | `CORESTREAM_TOPIC_PARTITIONS` | `topic_partitions` | partitions of a created topic |
+//! | `CORESTREAM_TOPIC_REPLICATION` | `topic_replication` | its replication factor |
+//!
+//! Per-category actions (`retry`, `fail_fast`, `dead_letter`) are set in the config
+//! only, in `[retry.actions]` (`network = "retry"`, ...).
+
+use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::category::{Action, ActionTable, ErrorCategory};
+use super::policy::{ATTEMPTS_MAX_LIMIT, PolicyError, PolicyParams, RetryPolicy, Strategy};
+use crate::parse::ParseError;
+use crate::parse::duration::{DisplayDuration, parse_duration};
+
+pub const ENV_STRATEGY: &str = "CORESTREAM_RETRY_STRATEGY";
+pub const ENV_INITIAL: &str = "CORESTREAM_RETRY_INITIAL";
+pub const ENV_MULTIPLIER: &str = "CORESTREAM_RETRY_MULTIPLIER";
+pub const ENV_STEP: &str = "CORESTREAM_RETRY_STEP";
+pub const ENV_MAX: &str = "CORESTREAM_RETRY_MAX";
+pub const ENV_MAX_ATTEMPTS: &str = "CORESTREAM_RETRY_MAX_ATTEMPTS";
+pub const ENV_MAX_TOTAL: &str = "CORESTREAM_RETRY_MAX_TOTAL";
+pub const ENV_JITTER: &str = "CORESTREAM_RETRY_JITTER";
+pub const ENV_TOPIC_PARTITIONS: &str = "CORESTREAM_TOPIC_PARTITIONS";
+pub const ENV_TOPIC_REPLICATION: &str = "CORESTREAM_TOPIC_REPLICATION";
+
+/// Every variable read, in the order of the table above.
+pub const ENV_VARS: [&str; 10] = [
+    ENV_STRATEGY,
+    ENV_INITIAL,
+    ENV_MULTIPLIER,
+    ENV_STEP,
+    ENV_MAX,
+    ENV_MAX_ATTEMPTS,
+    ENV_MAX_TOTAL,
+    ENV_JITTER,
+    ENV_TOPIC_PARTITIONS,
+    ENV_TOPIC_REPLICATION,
+];
+
+/// Default partitions of a topic corestream creates when it is missing: 3 lets three
+/// consumers of a group share it without over-provisioning a development broker.
+pub const TOPIC_PARTITIONS_DEFAULT: u32 = 3;
+/// Most partitions accepted: a guard against typos (Kafka itself advises well under
+/// this per topic).
+pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
+/// Default replication factor of a created topic: 1 works on a single broker; set 3 in
+/// production.
+pub const TOPIC_REPLICATION_DEFAULT: u16 = 1;
+/// Largest replication factor Kafka can represent (an `i16`).
+pub const TOPIC_REPLICATION_MAX: u16 = i16::MAX as u16;
+
+const EXPECTED_STRATEGY: &str = "one of fixed, linear, exponential";
+const EXPECTED_DURATION: &str = "a duration such as 2s, 1m30s or 1500ms";
+const EXPECTED_MULTIPLIER: &str = "a number from 1 to 16, such as 1.5";
+const EXPECTED_ATTEMPTS: &str = "a whole number from 1 to 10000";
+const EXPECTED_BOOL: &str = "true or false (also 1/0, yes/no, on/off)";
+const EXPECTED_PARTITIONS: &str = "a whole number from 1 to 10000";
+const EXPECTED_REPLICATION: &str = "a whole number from 1 to 32767";
+const EXPECTED_ACTION: &str = "one of retry, fail_fast, dead_letter";
+
+const _: () = assert!(ATTEMPTS_MAX_LIMIT == 10_000 && TOPIC_PARTITIONS_MAX == 10_000);
+const _: () =
+    assert!(TOPIC_PARTITIONS_DEFAULT >= 1 && TOPIC_PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
+const _: () = assert!(TOPIC_REPLICATION_DEFAULT >= 1);
+
+/// Where a value came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// The environment variable with this name.
+    Env(&'static str),
+    /// The config file key with this dotted path (`retry.initial`).
+    Config(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Env(var) => write!(f, "env {var}"),
+            Source::Config(key) => write!(f, "config {key}"),
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+/// The source of each policy setting (for error messages of [`RetryPolicy::build_sourced`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sources {
+    pub strategy: Source,
+    pub initial: Source,
+    pub multiplier: Source,
+    pub step: Source,
+    pub max: Source,
+    pub attempts_max: Source,
+    pub elapsed_max: Source,
+    pub jitter: Source,
+}
+
+impl Sources {
+    /// Every setting from the same source.
+    pub const fn all(source: Source) -> Sources {
+        Sources {
+            strategy: source,
+            initial: source,
+            multiplier: source,
+            step: source,
+            max: source,
+            attempts_max: source,
+            elapsed_max: source,
+            jitter: source,
+        }
+    }
+}
+
+/// A bad environment value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnvError {
+    pub var: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+    /// Where in the value a duration failed to parse.
+    pub parse: Option<ParseError>,
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "environment variable {}={:?}: expected {}",
+            self.var, self.value, self.expected
+        )?;
+        if let Some(parse) = &self.parse {
+            write!(f, "\n{}", parse.caret(&self.value))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for EnvError {}
+
+/// A bad value in the `[retry]` table of the config file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigValueError {
+    /// Dotted key path, e.g. `retry.initial`.
+    pub key: &'static str,
+    /// The value as written (for strings, without quotes).
+    pub value: String,
+    pub expected: &'static str,
+    /// Byte range of the value in the config file (a string's range includes quotes).
+    pub span: Range<usize>,
+    /// Where in the value a duration failed to parse.
+    pub parse: Option<ParseError>,
+}
+
+impl ConfigValueError {
+    /// Byte offset in the config file of the mistake: the parse error's offset inside
+    /// a quoted string, or the start of the value. (Exact for strings without escapes,
+    /// which is every valid duration.)
+    pub fn file_offset(&self) -> usize {
+        match self.parse {
+            Some(parse) => self.span.start + 1 + parse.offset,
+            None => self.span.start,
+        }
+    }
+}
+
+impl fmt::Display for ConfigValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "config key {} = {:?}: expected {}", self.key, self.value, self.expected)?;
+        if let Some(parse) = &self.parse {
+            write!(f, " ({})", parse.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigValueError {}
+
+/// Any error resolving the retry settings. Startup stops on it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RetrySettingsError {
+    Env(EnvError),
+    Config(ConfigValueError),
+    Policy(PolicyError),
+}
+
+impl fmt::Display for RetrySettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RetrySettingsError::Env(e) => e.fmt(f),
+            RetrySettingsError::Config(e) => e.fmt(f),
+            RetrySettingsError::Policy(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for RetrySettingsError {}
+
+impl From<EnvError> for RetrySettingsError {
+    fn from(e: EnvError) -> Self {
+        RetrySettingsError::Env(e)
+    }
+}
+impl From<ConfigValueError> for RetrySettingsError {
+    fn from(e: ConfigValueError) -> Self {
+        RetrySettingsError::Config(e)
+    }
+}
+impl From<PolicyError> for RetrySettingsError {
+    fn from(e: PolicyError) -> Self {
+        RetrySettingsError::Policy(e)
+    }
+}
+
+/// The `[retry]` table of the config file. The lead's top-level config embeds it as
+/// `retry: Option<RetryConfig>`. Durations are strings parsed by
+/// [`crate::parse::duration`]; every value keeps its span for error messages.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    pub strategy: Option<Spanned<String>>,
+    pub initial: Option<Spanned<String>>,
+    pub multiplier: Option<Spanned<f64>>,
+    pub step: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
+    pub max_attempts: Option<Spanned<i64>>,
+    pub max_total: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<bool>>,
+    pub topic_partitions: Option<Spanned<i64>>,
+    pub topic_replication: Option<Spanned<i64>>,
+    pub actions: Option<ActionsConfig>,
+}
+
+/// `[retry.actions]`: what to do per error category.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsConfig {
+    pub topic_missing: Option<Spanned<String>>,
+    pub network: Option<Spanned<String>>,
+    pub auth: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub throttled: Option<Spanned<String>>,
+    pub message_too_large: Option<Spanned<String>>,
+    pub serialization: Option<Spanned<String>>,
+    pub configuration: Option<Spanned<String>>,
+    pub unknown: Option<Spanned<String>>,
+}
+
+impl ActionsConfig {
+    /// The configured value per category, in [`ErrorCategory::ALL`] order.
+    fn by_category(&self) -> [&Option<Spanned<String>>; ErrorCategory::COUNT] {
+        [
+            &self.topic_missing,
+            &self.network,
+            &self.auth,
+            &self.timeout,
+            &self.throttled,
+            &self.message_too_large,
+            &self.serialization,
+            &self.configuration,
+            &self.unknown,
+        ]
+    }
+}
+
+/// Config keys of the per-category actions, in [`ErrorCategory::ALL`] order.
+const ACTION_KEYS: [&str; ErrorCategory::COUNT] = [
+    "retry.actions.topic_missing",
+    "retry.actions.network",
+    "retry.actions.auth",
+    "retry.actions.timeout",
+    "retry.actions.throttled",
+    "retry.actions.message_too_large",
+    "retry.actions.serialization",
+    "retry.actions.configuration",
+    "retry.actions.unknown",
+];
+
+/// Retry settings, each optionally set, each with its source.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PolicySpec {
+    pub strategy: Option<Sourced<Strategy>>,
+    pub initial: Option<Sourced<Duration>>,
+    pub multiplier: Option<Sourced<f64>>,
+    pub step: Option<Sourced<Duration>>,
+    pub max: Option<Sourced<Duration>>,
+    pub attempts_max: Option<Sourced<u32>>,
+    pub elapsed_max: Option<Sourced<Duration>>,
+    pub jitter: Option<Sourced<bool>>,
+    pub topic_partitions: Option<Sourced<u32>>,
+    pub topic_replication: Option<Sourced<u16>>,
+    pub actions: [Option<Sourced<Action>>; ErrorCategory::COUNT],
+}
+
+/// Parses a text value; on failure, `expected` and maybe a parse error.
+type ValueResult<T> = Result<T, (&'static str, Option<ParseError>)>;
+
+fn strategy_value(text: &str) -> ValueResult<Strategy> {
+    Strategy::from_name(text).ok_or((EXPECTED_STRATEGY, None))
+}
+
+fn duration_value(text: &str) -> ValueResult<Duration> {
+    parse_duration(text).map_err(|e| (EXPECTED_DURATION, Some(e)))
+}
+
+fn multiplier_value(text: &str) -> ValueResult<f64> {
+    match text.parse::<f64>() {
+        Ok(m) if m.is_finite() => Ok(m),
+        _ => Err((EXPECTED_MULTIPLIER, None)),
+    }
+}
+
+fn bool_value(text: &str) -> ValueResult<bool> {
+    const TRUE: [&str; 4] = ["true", "1", "yes", "on"];
+    const FALSE: [&str; 4] = ["false", "0", "no", "off"];
+    if TRUE.iter().any(|t| t.eq_ignore_ascii_case(text)) {
+        Ok(true)
+    } else if FALSE.iter().any(|t| t.eq_ignore_ascii_case(text)) {
+        Ok(false)
+    } else {
+        Err((EXPECTED_BOOL, None))
+    }
+}
+
+fn action_value(text: &str) -> ValueResult<Action> {
+    Action::from_name(text).ok_or((EXPECTED_ACTION, None))
+}
+
+/// A whole number in `1..=max`, as text.
+fn count_value<T: TryFrom<u64>>(text: &str, max: u64, expected: &'static str) -> ValueResult<T> {
+    match text.parse::<u64>() {
+        Ok(n) if (1..=max).contains(&n) => T::try_from(n).map_err(|_| (expected, None)),
+        _ => Err((expected, None)),
+    }
+}
+
+/// A whole number in `1..=max`, from a TOML integer.
+fn count_integer<T: TryFrom<i64>>(n: i64, max: u64, expected: &'static str) -> ValueResult<T> {
+    if n >= 1 && (n as u64) <= max {
+        T::try_from(n).map_err(|_| (expected, None))
+    } else {
+        Err((expected, None))
+    }
+}
+
+impl PolicySpec {
+    /// Reads the `CORESTREAM_RETRY_*` and `CORESTREAM_TOPIC_*` variables through
+    /// `lookup`. An unset variable leaves its field unset; a set but bad (or empty)
+    /// value is an error naming the variable and the value.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<PolicySpec, EnvError> {
+        fn read<T>(
+            lookup: &impl Fn(&str) -> Option<String>,
+            var: &'static str,
+            parse: impl Fn(&str) -> ValueResult<T>,
+        ) -> Result<Option<Sourced<T>>, EnvError> {
+            let Some(value) = lookup(var) else { return Ok(None) };
+            match parse(&value) {
+                Ok(v) => Ok(Some(Sourced { value: v, source: Source::Env(var) })),
+                Err((expected, parse)) => Err(EnvError { var, value, expected, parse }),
+            }
+        }
+        let partitions = u64::from(TOPIC_PARTITIONS_MAX);
+        let replication = u64::from(TOPIC_REPLICATION_MAX);
+        Ok(PolicySpec {
+            strategy: read(&lookup, ENV_STRATEGY, strategy_value)?,
+            initial: read(&lookup, ENV_INITIAL, duration_value)?,
+            multiplier: read(&lookup, ENV_MULTIPLIER, multiplier_value)?,
+            step: read(&lookup, ENV_STEP, duration_value)?,
+            max: read(&lookup, ENV_MAX, duration_value)?,
+            attempts_max: read(&lookup, ENV_MAX_ATTEMPTS, |t| {
+                count_value(t, u64::from(ATTEMPTS_MAX_LIMIT), EXPECTED_ATTEMPTS)
+            })?,
+            elapsed_max: read(&lookup, ENV_MAX_TOTAL, duration_value)?,
+            jitter: read(&lookup, ENV_JITTER, bool_value)?,
+            topic_partitions: read(&lookup, ENV_TOPIC_PARTITIONS, |t| {
+                count_value(t, partitions, EXPECTED_PARTITIONS)
+            })?,
+            topic_replication: read(&lookup, ENV_TOPIC_REPLICATION, |t| {
+                count_value(t, replication, EXPECTED_REPLICATION)
+            })?,
+            actions: [None; ErrorCategory::COUNT],
+        })
+    }
+
+    /// Converts the `[retry]` table. Durations and names are parsed here; a bad value
+    /// is an error naming the key, the value and its position.
+    pub fn from_config(config: &RetryConfig) -> Result<PolicySpec, ConfigValueError> {
+        fn text<T>(
+            field: &Option<Spanned<String>>,
+            key: &'static str,
+            parse: impl Fn(&str) -> ValueResult<T>,
+        ) -> Result<Option<Sourced<T>>, ConfigValueError> {
+            let Some(spanned) = field else { return Ok(None) };
+            match parse(spanned.get_ref()) {
+                Ok(value) => Ok(Some(Sourced { value, source: Source::Config(key) })),
+                Err((expected, parse)) => Err(ConfigValueError {
+                    key,
+                    value: spanned.get_ref().clone(),
+                    expected,
+                    span: spanned.span(),
+                    parse,
+                }),
+            }
+        }
+        fn integer<T: TryFrom<i64>>(
+            field: &Option<Spanned<i64>>,
+            key: &'static str,
+            max: u64,
+            expected: &'static str,
+        ) -> Result<Option<Sourced<T>>, ConfigValueError> {
+            let Some(spanned) = field else { return Ok(None) };
+            match count_integer(*spanned.get_ref(), max, expected) {
+                Ok(value) => Ok(Some(Sourced { value, source: Source::Config(key) })),
+                Err((expected, parse)) => Err(ConfigValueError {
+                    key,
+                    value: spanned.get_ref().to_string(),
+                    expected,
+                    span: spanned.span(),
+                    parse,
+                }),
+            }
+        }
+        let multiplier = match &config.multiplier {
+            None => None,
+            Some(m) if m.get_ref().is_finite() => {
+                Some(Sourced { value: *m.get_ref(), source: Source::Config("retry.multiplier") })
+            }
+            Some(m) => {
+                return Err(ConfigValueError {
+                    key: "retry.multiplier",
+                    value: m.get_ref().to_string(),
+                    expected: EXPECTED_MULTIPLIER,
+                    span: m.span(),
+                    parse: None,
+                });
+            }
+        };
+        let mut actions = [None; ErrorCategory::COUNT];
+        if let Some(table) = &config.actions {
+            for (i, field) in table.by_category().into_iter().enumerate() {
+                actions[i] = text(field, ACTION_KEYS[i], action_value)?;
+            }
+        }
+        Ok(PolicySpec {
+            strategy: text(&config.strategy, "retry.strategy", strategy_value)?,
+            initial: text(&config.initial, "retry.initial", duration_value)?,
+            multiplier,
+            step: text(&config.step, "retry.step", duration_value)?,
+            max: text(&config.max, "retry.max", duration_value)?,
+            attempts_max: integer(
+                &config.max_attempts,
+                "retry.max_attempts",
+                u64::from(ATTEMPTS_MAX_LIMIT),
+                EXPECTED_ATTEMPTS,
+            )?,
+            elapsed_max: text(&config.max_total, "retry.max_total", duration_value)?,
+            jitter: config
+                .jitter
+                .as_ref()
+                .map(|j| Sourced { value: *j.get_ref(), source: Source::Config("retry.jitter") }),
+            topic_partitions: integer(
+                &config.topic_partitions,
+                "retry.topic_partitions",
+                u64::from(TOPIC_PARTITIONS_MAX),
+                EXPECTED_PARTITIONS,
+            )?,
+            topic_replication: integer(
+                &config.topic_replication,
+                "retry.topic_replication",
+                u64::from(TOPIC_REPLICATION_MAX),
+                EXPECTED_REPLICATION,
+            )?,
+            actions,
+        })
+    }
+
+    /// `self` with every field that `over` sets replaced by `over`'s.
+    pub fn overlay(self, over: PolicySpec) -> PolicySpec {
+        let mut actions = self.actions;
+        for (mine, theirs) in actions.iter_mut().zip(over.actions) {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        }
+        PolicySpec {
+            strategy: over.strategy.or(self.strategy),
+            initial: over.initial.or(self.initial),
+            multiplier: over.multiplier.or(self.multiplier),
+            step: over.step.or(self.step),
+            max: over.max.or(self.max),
+            attempts_max: over.attempts_max.or(self.attempts_max),
+            elapsed_max: over.elapsed_max.or(self.elapsed_max),
+            jitter: over.jitter.or(self.jitter),
+            topic_partitions: over.topic_partitions.or(self.topic_partitions),
+            topic_replication: over.topic_replication.or(self.topic_replication),
+            actions,
+        }
+    }
+}
+
+/// The effective retry settings: every value, its source, the built policy and the
+/// per-category actions.
+#[derive(Clone, Debug)]
+pub struct EffectiveRetry {
+    pub strategy: Sourced<Strategy>,
+    pub initial: Sourced<Duration>,
+    pub multiplier: Sourced<f64>,
+    pub step: Sourced<Duration>,
+    pub max: Sourced<Duration>,
+    pub attempts_max: Sourced<u32>,
+    pub elapsed_max: Sourced<Duration>,
+    pub jitter: Sourced<bool>,
+    pub topic_partitions: Sourced<u32>,
+    pub topic_replication: Sourced<u16>,
+    pub actions: [Sourced<Action>; ErrorCategory::COUNT],
+    policy: RetryPolicy,
+}
+
+impl EffectiveRetry {
+    /// Default < environment (read through `env`) < `config`; validates and builds the
+    /// policy. Any bad value stops here with an error naming it.
+    pub fn resolve(
+        env: impl Fn(&str) -> Option<String>,
+        config: Option<&RetryConfig>,
+    ) -> Result<EffectiveRetry, RetrySettingsError> {
+        let mut spec = PolicySpec::from_env(env)?;
+        if let Some(config) = config {
+            spec = spec.overlay(PolicySpec::from_config(config)?);
+        }
+        Ok(Self::from_spec(&spec)?)
+    }
+
+    /// Fills the unset fields of `spec` with the defaults and builds the policy.
+    pub fn from_spec(spec: &PolicySpec) -> Result<EffectiveRetry, PolicyError> {
+        fn or<T>(field: Option<Sourced<T>>, default: T) -> Sourced<T> {
+            field.unwrap_or(Sourced { value: default, source: Source::Default })
+        }
+        let d = PolicyParams::default();
+        let defaults = ActionTable::default();
+        let mut actions =
+            [Sourced { value: Action::Retry, source: Source::Default }; ErrorCategory::COUNT];
+        for (i, slot) in actions.iter_mut().enumerate() {
+            *slot = or(spec.actions[i], defaults.action(ErrorCategory::ALL[i]));
+        }
+        let mut effective = EffectiveRetry {
+            strategy: or(spec.strategy, d.strategy),
+            initial: or(spec.initial, d.delay_initial),
+            multiplier: or(spec.multiplier, d.multiplier),
+            step: or(spec.step, d.delay_step),
+            max: or(spec.max, d.delay_max),
+            attempts_max: or(spec.attempts_max, d.attempts_max),
+            elapsed_max: or(spec.elapsed_max, d.elapsed_max),
+            jitter: or(spec.jitter, d.jitter),
+            topic_partitions: or(spec.topic_partitions, TOPIC_PARTITIONS_DEFAULT),
+            topic_replication: or(spec.topic_replication, TOPIC_REPLICATION_DEFAULT),
+            actions,
+            // Placeholder, replaced just below once the real one is built.
+            policy: RetryPolicy::build(&d)?,
+        };
+        effective.policy = RetryPolicy::build_sourced(&effective.params(), &effective.sources())?;
+        Ok(effective)
+    }
+
+    /// The policy parameters, without sources.
+    pub fn params(&self) -> PolicyParams {
+        PolicyParams {
+            strategy: self.strategy.value,
+            delay_initial: self.initial.value,
+            multiplier: self.multiplier.value,
+            delay_step: self.step.value,
+            delay_max: self.max.value,
+            attempts_max: self.attempts_max.value,
+            elapsed_max: self.elapsed_max.value,
+            jitter: self.jitter.value,
+        }
+    }
+
+    /// The source of each policy parameter.
+    pub fn sources(&self) -> Sources {
+        Sources {
+            strategy: self.strategy.source,
+            initial: self.initial.source,
+            multiplier: self.multiplier.source,
+            step: self.step.source,
+            max: self.max.source,
+            attempts_max: self.attempts_max.source,
+            elapsed_max: self.elapsed_max.source,
+            jitter: self.jitter.source,
+        }
+    }
+
+    /// The built policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+
+    /// The per-category actions, without sources.
+    pub fn action_table(&self) -> ActionTable {
+        let mut table = ActionTable::default();
+        for (category, action) in ErrorCategory::ALL.into_iter().zip(&self.actions) {
+            table.set(category, action.value);
+        }
+        table
+    }
+}
+
+/// Reads a variable from the process environment. A value that is not UTF-8 is
+/// returned lossily converted, so that it fails validation visibly instead of
+/// looking unset.
+pub fn process_env(var: &str) -> Option<String> {
+    std::env::var_os(var).map(|value| value.to_string_lossy().into_owned())
+}
+
+/// Retries shown in the `delays` line of the `Display` (enough to reach the default
+/// cap at retry 11).
+const DISPLAY_DELAYS_MAX: u32 = 12;
+
+impl fmt::Display for EffectiveRetry {
+    /// The effective policy for `corestream validate`, one setting per line with its
+    /// source.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fn line(
+            f: &mut fmt::Formatter<'_>,
+            name: &str,
+            value: &dyn fmt::Display,
+            source: Source,
+        ) -> fmt::Result {
+            writeln!(f, "  {name:<18} {:<12} ({source})", value.to_string())
+        }
+        let d = DisplayDuration;
+        writeln!(f, "retry:")?;
+        line(f, "strategy", &self.strategy.value, self.strategy.source)?;
+        line(f, "initial", &d(self.initial.value), self.initial.source)?;
+        line(f, "multiplier", &self.multiplier.value, self.multiplier.source)?;
+        line(f, "step", &d(self.step.value), self.step.source)?;
+        line(f, "max", &d(self.max.value), self.max.source)?;
+        line(f, "max_attempts", &self.attempts_max.value, self.attempts_max.source)?;
+        line(f, "max_total", &d(self.elapsed_max.value), self.elapsed_max.source)?;
+        line(f, "jitter", &self.jitter.value, self.jitter.source)?;
+        line(f, "topic_partitions", &self.topic_partitions.value, self.topic_partitions.source)?;
+        line(f, "topic_replication", &self.topic_replication.value, self.topic_replication.source)?;
+        write!(f, "  delays            ")?;
+        let shown = DISPLAY_DELAYS_MAX.min(self.policy.attempts_max().saturating_sub(1));
+        for retry in 0..shown {
+            let separator = if retry == 0 { "" } else { ", " };
+            write!(f, "{separator}{}", d(self.policy.delay(retry)))?;
+        }
+        if shown == 0 {
+            write!(f, "none (one attempt)")?;
+        } else if shown < self.policy.attempts_max() - 1 {
+            write!(f, ", ...")?;
+        }
+        writeln!(f)?;
+        writeln!(f, "retry.actions:")?;
+        for (category, action) in ErrorCategory::ALL.into_iter().zip(&self.actions) {
+            line(f, category.name(), &action.value, action.source)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |var| map.get(var).cloned()
+    }
+
+    fn config(text: &str) -> RetryConfig {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let effective = EffectiveRetry::resolve(env(&[]), None).unwrap();
+        assert_eq!(effective.params(), PolicyParams::default());
+        assert_eq!(effective.sources(), Sources::all(Source::Default));
+        assert_eq!(effective.topic_partitions.value, TOPIC_PARTITIONS_DEFAULT);
+        assert_eq!(effective.action_table(), ActionTable::default());
+    }
+
+    #[test]
+    fn environment_overrides_default_and_config_overrides_environment() {
+        let vars = env(&[
+            (ENV_STRATEGY, "linear"),
+            (ENV_INITIAL, "1s"),
+            (ENV_STEP, "500ms"),
+            (ENV_MAX, "10s"),
+            (ENV_MAX_ATTEMPTS, "4"),
+            (ENV_JITTER, "on"),
+            (ENV_TOPIC_PARTITIONS, "12"),
+            (ENV_TOPIC_REPLICATION, "3"),
+        ]);
+        let file =
+            config("initial = \"2s\"\nmax_total = \"1m\"\n[actions]\nauth = \"dead_letter\"\n");
+        let effective = EffectiveRetry::resolve(vars, Some(&file)).unwrap();
+        assert_eq!(
+            effective.strategy,
+            Sourced { value: Strategy::Linear, source: Source::Env(ENV_STRATEGY) }
+        );
+        assert_eq!(
+            effective.initial,
+            Sourced { value: Duration::from_secs(2), source: Source::Config("retry.initial") }
+        );
+        assert_eq!(effective.step.value, Duration::from_millis(500));
+        assert_eq!(effective.max.source, Source::Env(ENV_MAX));
+        assert_eq!(effective.multiplier.source, Source::Default);
+        assert_eq!(effective.attempts_max.value, 4);
+        assert_eq!(effective.elapsed_max.source, Source::Config("retry.max_total"));
+        assert_eq!(effective.jitter, Sourced { value: true, source: Source::Env(ENV_JITTER) });
+        assert_eq!(effective.topic_partitions.value, 12);
+        assert_eq!(effective.topic_replication.value, 3);
+        assert_eq!(effective.action_table().action(ErrorCategory::Auth), Action::DeadLetter);
+        assert_eq!(effective.actions[2].source, Source::Config("retry.actions.auth"));
+        // The built policy is the linear one: 2s, 2.5s, 3s, ...
+        assert_eq!(effective.policy().delay(1), Duration::from_millis(2500));
+        assert!(effective.policy().jitter());
+    }
+
+    #[test]
+    fn every_bad_environment_value_names_the_variable_and_the_value() {
+        let cases: &[(&str, &str, &str)] = &[
+            (ENV_STRATEGY, "random", EXPECTED_STRATEGY),
+            (ENV_INITIAL, "5x", EXPECTED_DURATION),
+            (ENV_INITIAL, "", EXPECTED_DURATION),
+            (ENV_MULTIPLIER, "fast", EXPECTED_MULTIPLIER),
+            (ENV_MULTIPLIER, "inf", EXPECTED_MULTIPLIER),
+            (ENV_STEP, "-1s", EXPECTED_DURATION),
+            (ENV_MAX, "2 m", EXPECTED_DURATION),
+            (ENV_MAX_ATTEMPTS, "0", EXPECTED_ATTEMPTS),
+            (ENV_MAX_ATTEMPTS, "ten", EXPECTED_ATTEMPTS),
+            (ENV_MAX_ATTEMPTS, "10001", EXPECTED_ATTEMPTS),
+            (ENV_MAX_TOTAL, "5", EXPECTED_DURATION),
+            (ENV_JITTER, "maybe", EXPECTED_BOOL),
+            (ENV_TOPIC_PARTITIONS, "0", EXPECTED_PARTITIONS),
+            (ENV_TOPIC_REPLICATION, "40000", EXPECTED_REPLICATION),
+        ];
+        for &(var, value, expected) in cases {
+            let err = EffectiveRetry::resolve(env(&[(var, value)]), None).unwrap_err();
+            let message = err.to_string();
+            let head = format!("environment variable {var}={value:?}: expected {expected}");
+            assert!(message.starts_with(&head), "{var}={value:?} gave {message:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_duration_in_the_environment_shows_a_caret() {
+        let err = PolicySpec::from_env(env(&[(ENV_INITIAL, "1m3x")])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable CORESTREAM_RETRY_INITIAL=\"1m3x\": expected a duration such as \
+             2s, 1m30s or 1500ms\n  1m3x\n     ^ unknown unit (expected ns, us, ms, s, m, h or d)"
+        );
+    }
+
+    #[test]
+    fn a_cross_field_error_names_both_sources() {
+        let err =
+            EffectiveRetry::resolve(env(&[(ENV_INITIAL, "5m")]), Some(&config("max = \"1m\"")))
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "retry initial delay 5m (from env CORESTREAM_RETRY_INITIAL) is larger than the max \
+             delay 1m (from config retry.max)"
+        );
+        let err = EffectiveRetry::resolve(env(&[(ENV_MULTIPLIER, "20")]), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "retry multiplier 20 (from env CORESTREAM_RETRY_MULTIPLIER) must be a number from 1 to 16"
+        );
+    }
+
+    #[test]
+    fn every_bad_config_value_names_the_key_the_value_and_its_position() {
+        let cases: &[(&str, &str, &str, &str)] = &[
+            ("strategy = \"random\"", "retry.strategy", "random", EXPECTED_STRATEGY),
+            ("initial = \"5x\"", "retry.initial", "5x", EXPECTED_DURATION),
+            ("step = \"\"", "retry.step", "", EXPECTED_DURATION),
+            ("max = \"1h1h\"", "retry.max", "1h1h", EXPECTED_DURATION),
+            ("max_total = \"10\"", "retry.max_total", "10", EXPECTED_DURATION),
+            ("max_attempts = 0", "retry.max_attempts", "0", EXPECTED_ATTEMPTS),
+            ("max_attempts = -3", "retry.max_attempts", "-3", EXPECTED_ATTEMPTS),
+            ("multiplier = nan", "retry.multiplier", "NaN", EXPECTED_MULTIPLIER),
+            ("topic_partitions = 100000", "retry.topic_partitions", "100000", EXPECTED_PARTITIONS),
+            ("topic_replication = 0", "retry.topic_replication", "0", EXPECTED_REPLICATION),
+            ("[actions]\nnetwork = \"ignore\"", "retry.actions.network", "ignore", EXPECTED_ACTION),
+        ];
+        for &(text, key, value, expected) in cases {
+            let err = PolicySpec::from_config(&config(text)).unwrap_err();
+            assert_eq!(
+                (err.key, err.value.as_str(), err.expected),
+                (key, value, expected),
+                "{text}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("config key {key} = {value:?}: expected {expected}"))
+            );
+            // The span points at the value in the file.
+            let start = text.rfind(" = ").unwrap() + 3;
+            assert_eq!(err.span.start, start, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_config_duration_error_points_into_the_string() {
+        let text = "initial = \"1m3x\"";
+        let err = PolicySpec::from_config(&config(text)).unwrap_err();
+        assert_eq!(&text[err.file_offset()..err.file_offset() + 1], "x");
+        assert_eq!(
+            err.to_string(),
+            "config key retry.initial = \"1m3x\": expected a duration such as 2s, 1m30s or 1500ms \
+             (unknown unit (expected ns, us, ms, s, m, h or d))"
+        );
+    }
+
+    #[test]
+    fn unknown_config_keys_are_refused() {
+        let err = toml::from_str::<RetryConfig>("inital = \"2s\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field `inital`"), "{err}");
+        let err = toml::from_str::<RetryConfig>("[actions]\nnetwrk = \"retry\"").unwrap_err();
+        assert!(err.to_string().contains("unknown field `netwrk`"), "{err}");
+    }
+
+    #[test]
+    fn display_shows_each_value_and_its_source() {
+        let file = config("max = \"1m\"\nmultiplier = 2\n");
+        let effective = EffectiveRetry::resolve(env(&[(ENV_INITIAL, "1s")]), Some(&file)).unwrap();
+        let shown = effective.to_string();
+        let expected_lines = [
+            "  strategy           exponential  (default)",
+            "  initial            1s           (env CORESTREAM_RETRY_INITIAL)",
+            "  multiplier         2            (config retry.multiplier)",
+            "  max                1m           (config retry.max)",
+            "  max_attempts       10           (default)",
+            "  delays            1s, 2s, 4s, 8s, 16s, 32s, 1m, 1m, 1m",
+            "  topic_missing      retry        (default)",
+            "  auth               fail_fast    (default)",
+        ];
+        for line in expected_lines {
+            assert!(shown.lines().any(|l| l == line), "missing {line:?} in\n{shown}");
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Where a message is processed: the pinned worker loop.
+//!
+//! ```text
+//! loop:
+//!   batch  = ring.read_batch(batch_records)        // one acquire load
+//!   inputs = decode batch into the arena           // borrowed views, no copies
+//!   processor.process(inputs, emit)                // outputs/failures in the arena
+//!   dead-letter the failures                       // rare path
+//!   sink.write(outputs, ticket)                    // sink copies, acks later
+//!   latency += now - ingest per input              // one clock read per batch
+//!   release the batch; reset the arena             // one release store
+//! when the ring is empty: flush the sink, publish metrics, wait (table-driven)
+//! when the ring is closed and empty: close the sink, wait for the last acks, exit
+//! ```
+//!
+//! Everything a batch needs was allocated when the worker started (arena chunk,
+//! ticket table, histogram, sink buffer), so steady state makes no heap allocation.
+
+pub mod pin;
+
+use bumpalo::Bump;
+use bumpalo::collections::Vec as BumpVec;
+
+use crate::ack::{AckQueue, Ticket};
+use crate::message::{Message, Output};
+use crate::metrics::{Counter, LatencyRecorder, LocalCounts, ShardedCounters, clock};
+use crate::processor::{Emit, Failure, Processor};
+use crate::ring::{Consumer, ReadBatch};
+use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
+use crate::sink::{Sink, SinkError};
+use crate::sync::Arc;
+use crate::wait::Waiter;
+
+pub use pin::{Pinned, Placement};
+
+/// Everything a worker owns, assembled by the engine.
+pub struct Worker {
+    pub index: usize,
+    pub consumer: Consumer,
+    pub processor: Box<dyn Processor>,
+    pub sink: Box<dyn Sink>,
+    pub acks: AckQueue,
+    pub dead_letter: Arc<dyn DeadLetter>,
+    pub counters: Arc<ShardedCounters>,
+    pub latency: LatencyRecorder,
+    pub batch_records: usize,
+    /// Watermarks per worker (keyless/key-hash routing) or per partition (Kafka).
+    pub watermark_per_worker: bool,
+    pub placement: Placement,
+    pub arena_bytes: usize,
+}
+
+/// Why a worker stopped early.
+#[derive(Debug)]
+pub enum WorkerError {
+    Sink(SinkError),
+}
+
+impl std::fmt::Display for WorkerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WorkerError::Sink(e) => write!(f, "sink failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for WorkerError {}
+
+/// What a worker reports when it stops.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerReport {
+    pub index: usize,
+    pub pinned: Pinned,
+}
+
+/// What one batch amounted to (for the counters).
+struct BatchOutcome {
+    inputs: usize,
+    input_bytes: usize,
+    outputs: usize,
+    output_bytes: usize,
+    filtered: usize,
+    failed: usize,
+}
+
+/// The worker minus its ring consumer (so a batch can borrow the consumer while
+/// the rest is used mutably).
+struct Core {
+    index: usize,
+    processor: Box<dyn Processor>,
+    sink: Box<dyn Sink>,
+    acks: AckQueue,
+    dead_letter: Arc<dyn DeadLetter>,
+    counters: Arc<ShardedCounters>,
+    latency: LatencyRecorder,
+    batch_records: usize,
+    watermark_per_worker: bool,
+}
+
+impl Worker {
+    /// Runs until the ring is closed and drained; then flushes and waits for the
+    /// last acknowledgements.
+    pub fn run(self) -> Result<WorkerReport, WorkerError> {
+        let Worker {
+            index,
+            consumer,
+            processor,
+            sink,
+            acks,
+            dead_letter,
+            counters,
+            latency,
+            batch_records,
+            watermark_per_worker,
+            placement,
+            arena_bytes,
+        } = self;
+        let pinned = pin::pin_current(index, placement);
+        crate::wait::warm_up_thread();
+        let core = Core {
+            index,
+            processor,
+            sink,
+            acks,
+            dead_letter,
+            counters,
+            latency,
+            batch_records,
+            watermark_per_worker,
+        };
+        core.run(consumer, arena_bytes)?;
+        Ok(WorkerReport { index, pinned })
+    }
+}
+
+impl Core {
+    fn run(mut self, mut consumer: Consumer, arena_bytes: usize) -> Result<(), WorkerError> {
+        let mut arena = Bump::with_capacity(arena_bytes);
+        let mut waiter = Waiter::default();
+        let mut local = LocalCounts::default();
+        let mut idle_flushed = true;
+        loop {
+            if !self.acks.has_room() {
+                self.wait_for_acks(&mut local)?;
+            }
+            let batch = consumer.read_batch(self.batch_records);
+            if batch.is_empty() {
+                drop(batch);
+                if !idle_flushed {
+                    // Out of input: make everything durable now, so an idle engine
+                    // holds nothing back and its checkpoint catches up.
+                    self.sink.flush().map_err(WorkerError::Sink)?;
+                    local.add(Counter::BatchesAcked, self.acks.poll());
+                    self.latency.maybe_publish(u64::MAX);
+                    local.publish(self.counters.shard(self.index));
+                    idle_flushed = true;
+                }
+                if consumer.is_finished() {
+                    break;
+                }
+                consumer.wait_for_data(&mut waiter);
+                continue;
+            }
+            waiter.reset();
+            idle_flushed = false;
+            self.step(batch, &mut arena, &mut local)?;
+        }
+        self.sink.close().map_err(WorkerError::Sink)?;
+        self.drain_acks(&mut local);
+        self.latency.publish_final();
+        local.publish(self.counters.shard(self.index));
+        Ok(())
+    }
+
+    /// Processes one non-empty batch end to end and publishes its counts.
+    #[inline]
+    fn step(&mut self, batch: ReadBatch<'_>, arena: &mut Bump, local: &mut LocalCounts) -> Result<usize, WorkerError> {
+        let outcome = self.process_batch(&batch, arena)?;
+        drop(batch);
+        arena.reset();
+        local.add(Counter::Batches, 1);
+        local.add(Counter::MessagesIn, outcome.inputs as u64);
+        local.add(Counter::BytesIn, outcome.input_bytes as u64);
+        local.add(Counter::Outputs, outcome.outputs as u64);
+        local.add(Counter::OutputBytes, outcome.output_bytes as u64);
+        local.add(Counter::Filtered, outcome.filtered as u64);
+        local.add(Counter::ProcessorFailed, outcome.failed as u64);
+        local.add(Counter::DeadLettered, outcome.failed as u64);
+        local.add(Counter::BatchesAcked, self.acks.poll());
+        local.publish(self.counters.shard(self.index));
+        Ok(outcome.inputs)
+    }
+
+    /// One batch: decode, process, dead-letter failures, hand to the sink, time.
+    #[inline]
+    fn process_batch<'a>(
+        &mut self,
+        batch: &'a ReadBatch<'_>,
+        arena: &'a Bump,
+    ) -> Result<BatchOutcome, WorkerError> {
+        let mut inputs: BumpVec<'a, Message<'a>> =
+            BumpVec::with_capacity_in(self.batch_records, arena);
+        let mut builder = self.acks.builder();
+        let mut input_bytes = 0usize;
+        while let Some(message) = batch.peek() {
+            let slot =
+                if self.watermark_per_worker { self.index as u32 } else { message.meta.partition };
+            if !builder.note(slot, message.meta.position) {
+                break; // too many partitions in one ticket: the rest waits for the next batch
+            }
+            batch.advance();
+            input_bytes += message.payload.len();
+            inputs.push(message);
+        }
+        let mut outputs: BumpVec<'a, Output<'a>> = BumpVec::with_capacity_in(inputs.len(), arena);
+        let mut failures: BumpVec<'a, Failure<'a>> = BumpVec::new_in(arena);
+        {
+            let mut emit = Emit::new(arena, &mut outputs, &mut failures);
+            self.processor.process(&inputs, &mut emit);
+        }
+        // Settle every input exactly once: emitted, failed (dead-lettered) or filtered.
+        let mut settled: BumpVec<'a, bool> =
+            BumpVec::from_iter_in(inputs.iter().map(|_| false), arena);
+        let mut emitted_inputs = 0usize;
+        let mut output_bytes = 0usize;
+        for output in outputs.iter() {
+            output_bytes += output.payload.len();
+            if let Some(flag) = settled.get_mut(output.input as usize)
+                && !*flag
+            {
+                *flag = true;
+                emitted_inputs += 1;
+            }
+        }
+        let mut failed = 0usize;
+        for failure in failures.iter() {
+            let Some(message) = inputs.get(failure.input as usize) else { continue };
+            if settled[failure.input as usize] {
+                continue; // already emitted: the output stands, the failure is a warning
+            }
+            settled[failure.input as usize] = true;
+            failed += 1;
+            self.dead_letter_input(message, failure);
+        }
+        let ticket: Ticket = self.acks.issue(builder);
+        if let Err(e) = self.sink.write(&outputs, ticket) {
+            // Retry and dead-lettering of sink failures: see retry::sink_policy.
+            return Err(WorkerError::Sink(e));
+        }
+        let now_ns = clock::now_ns();
+        for message in inputs.iter() {
+            self.latency.record(now_ns.saturating_sub(message.meta.ingest_ns));
+        }
+        self.latency.maybe_publish(now_ns);
+        Ok(BatchOutcome {
+            inputs: inputs.len(),
+            input_bytes,
+            outputs: outputs.len(),
+            output_bytes,
+            filtered: inputs.len() - emitted_inputs - failed,
+            failed,
+        })
+    }
+
+    #[cold]
+    fn dead_letter_input(&self, message: &Message<'_>, failure: &Failure<'_>) {
+        let record = DeadLetterRecord {
+            category: failure.category,
+            stage: Stage::Processor,
+            reason: failure.reason,
+            attempts: 1,
+            partition: message.meta.partition,
+            position: message.meta.position,
+            key: message.key,
+            payload: message.payload,
+        };
+        if let Err(e) = self.dead_letter.send(&record) {
+            eprintln!(
+                "corestream: worker {}: dead-letter write failed ({e}); message at position {} counted only",
+                self.index, message.meta.position
+            );
+        }
+    }
+
+    /// The ticket queue is full: flush so synchronous sinks release, then wait for
+    /// asynchronous acknowledgements.
+    #[cold]
+    fn wait_for_acks(&mut self, local: &mut LocalCounts) -> Result<(), WorkerError> {
+        local.add(Counter::AckWaits, 1);
+        self.sink.flush().map_err(WorkerError::Sink)?;
+        let mut waiter = Waiter::default();
+        loop {
+            local.add(Counter::BatchesAcked, self.acks.poll());
+            if self.acks.has_room() {
+                return Ok(());
+            }
+            sleep_step(&mut waiter);
+        }
+    }
+
+    /// Shutdown: wait until every batch is acknowledged (bounded: sinks time out
+    /// their own deliveries; see the failure handling in `retry`).
+    fn drain_acks(&mut self, local: &mut LocalCounts) {
+        let mut waiter = Waiter::default();
+        loop {
+            local.add(Counter::BatchesAcked, self.acks.poll());
+            if self.acks.in_flight() == 0 {
+                return;
+            }
+            sleep_step(&mut waiter);
+        }
+    }
+}
+
+/// One step of waiting for something with no wake-up cell (acknowledgements):
+/// spin and yield per the table, then sleep 100 µs at a time.
+fn sleep_step(waiter: &mut Waiter) {
+    if waiter.is_idle() {
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    } else {
+        waiter.wait(&crate::wait::WaitCell::new(), || false);
+    }
+}
+
+/// A worker driven by hand on the calling thread, for instruction-count benchmarks
+/// and tests of the per-batch path (the same code the worker thread runs).
+#[doc(hidden)]
+pub struct Harness {
+    core: Core,
+    consumer: Consumer,
+    arena: Bump,
+    local: LocalCounts,
+}
+
+impl Harness {
+    /// A worker with `processor`, a null sink and a log dead-letter, reading a ring
+    /// of `ring_bytes`; returns it and the ring's producer.
+    pub fn new(processor: Box<dyn Processor>, ring_bytes: usize, batch_records: usize) -> (Harness, crate::ring::Producer) {
+        use crate::sink::SinkFactory;
+        let (producer, consumer) = crate::ring::ring(ring_bytes).expect("valid ring size");
+        let watermarks = Arc::new(crate::ack::Watermarks::new(1));
+        let acks = AckQueue::new(watermarks);
+        let sink = crate::sink::null::NullSinkFactory.open(0, acks.acker()).expect("null sink opens");
+        let core = Core {
+            index: 0,
+            processor,
+            sink,
+            acks,
+            dead_letter: Arc::new(crate::sink::dead_letter::LogDeadLetter::default()),
+            counters: Arc::new(ShardedCounters::new(1)),
+            latency: LatencyRecorder::new(crate::metrics::LatencyShared::default()),
+            batch_records,
+            watermark_per_worker: true,
+        };
+        let harness =
+            Harness { core, consumer, arena: Bump::with_capacity(crate::limits::ARENA_BYTES_INITIAL), local: LocalCounts::default() };
+        (harness, producer)
+    }
+
+    /// Processes one batch of what is in the ring; returns the messages processed.
+    #[inline(never)]
+    pub fn run_batch(&mut self) -> usize {
+        let batch = self.consumer.read_batch(self.core.batch_records);
+        if batch.is_empty() {
+            return 0;
+        }
+        self.core.step(batch, &mut self.arena, &mut self.local).expect("null sink never fails")
+    }
+
+    /// Messages processed so far.
+    pub fn messages(&self) -> u64 {
+        self.core.counters.sum(Counter::MessagesIn)
+    }
+}
