@@ -40,7 +40,9 @@ fn process(line: &str, totals: &mut Totals) {
         v.get("amount").and_then(Value::as_f64),
         v.get("currency").and_then(Value::as_str),
     );
-    let (Some(id), Some(region), Some(customer), Some(status), Some(amount), Some(currency)) = fields else {
+    let (Some(id), Some(region), Some(customer), Some(status), Some(amount), Some(currency)) =
+        fields
+    else {
         totals.errors += 1;
         return;
     };
@@ -57,7 +59,8 @@ fn process(line: &str, totals: &mut Totals) {
     );
     totals.matched += 1;
     totals.output_bytes += payload.len() as u64;
-    totals.checksum = totals.checksum.wrapping_add(output_hash(topic.as_bytes(), payload.as_bytes()));
+    totals.checksum =
+        totals.checksum.wrapping_add(output_hash(topic.as_bytes(), payload.as_bytes()));
 }
 
 fn main() {
@@ -97,5 +100,10 @@ fn main() {
         totals.add(&w.join().expect("worker thread"));
     }
     let elapsed = start.elapsed();
-    common::report("reader + crossbeam + Value + format! (2 workers)", &totals, elapsed, allocations() - allocations_before);
+    common::report(
+        "reader + crossbeam + Value + format! (2 workers)",
+        &totals,
+        elapsed,
+        allocations() - allocations_before,
+    );
 }

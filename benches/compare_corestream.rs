@@ -48,14 +48,21 @@ fn run_batch<'d>(
 fn main() {
     let args = common::args();
     let data = common::load(&args);
-    let lines: Vec<&[u8]> = data.strip_suffix(b"\n").unwrap_or(&data).split(|&b| b == b'\n').collect();
+    let lines: Vec<&[u8]> =
+        data.strip_suffix(b"\n").unwrap_or(&data).split(|&b| b == b'\n').collect();
     let mut pipeline = orders_pipeline().expect("the reference pipeline compiles");
     let mut arena = Bump::with_capacity(4 << 20);
     let mut messages: Vec<Message<'_>> = Vec::with_capacity(BATCH);
     let mut totals = Totals::default();
     // One warm-up batch grows the scratch buffers to their steady size.
     let mut warm = Totals::default();
-    run_batch(&mut pipeline, &lines[..BATCH.min(lines.len())], &mut messages, &mut arena, &mut warm);
+    run_batch(
+        &mut pipeline,
+        &lines[..BATCH.min(lines.len())],
+        &mut messages,
+        &mut arena,
+        &mut warm,
+    );
     let allocations_before = allocations();
     let start = Instant::now();
     for chunk in lines.chunks(BATCH) {

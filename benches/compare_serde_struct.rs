@@ -63,7 +63,8 @@ fn main() {
         payload.clear();
         write!(payload, r#"{{"id":{},"customer":"#, order.id).expect("Vec write");
         json_str(&mut payload, &order.customer);
-        write!(payload, r#","amount_cents":{},"region":"#, (order.amount * 100.0).round() as i64).expect("Vec write");
+        write!(payload, r#","amount_cents":{},"region":"#, (order.amount * 100.0).round() as i64)
+            .expect("Vec write");
         json_str(&mut payload, &order.region);
         payload.extend_from_slice(br#","topic":"#);
         json_str(&mut payload, std::str::from_utf8(&topic).expect("topic is UTF-8"));
@@ -73,5 +74,10 @@ fn main() {
         totals.checksum = totals.checksum.wrapping_add(output_hash(&topic, &payload));
     }
     let elapsed = start.elapsed();
-    common::report("serde_json struct (1 thread)", &totals, elapsed, allocations() - allocations_before);
+    common::report(
+        "serde_json struct (1 thread)",
+        &totals,
+        elapsed,
+        allocations() - allocations_before,
+    );
 }

@@ -55,7 +55,8 @@ fn warm_ring() -> (Producer, Consumer) {
 fn ring_push_pop_single((mut producer, mut consumer, len): (Producer, Consumer, usize)) -> u64 {
     producer.push(&record(&PAYLOAD_64[..len], 7)).expect("push");
     let batch = consumer.read_batch(1);
-    let position = batch.next_record().map_or(u64::MAX, |m| m.meta.position + m.payload.len() as u64);
+    let position =
+        batch.next_record().map_or(u64::MAX, |m| m.meta.position + m.payload.len() as u64);
     drop(batch);
     assert_eq!(position, 7 + len as u64);
     black_box(position)

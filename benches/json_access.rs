@@ -136,14 +136,26 @@ fn sonic_fields(vals: [Option<&sonic_rs::LazyValue<'_>>; 6]) -> Verdict {
     let [id, region, customer, status, amount, currency] = vals;
     let id = id?.as_u64()?;
     let amount = amount?.as_f64()?;
-    verdict(id, status?.as_str()?, amount, [region?.as_str()?, customer?.as_str()?, currency?.as_str()?])
+    verdict(
+        id,
+        status?.as_str()?,
+        amount,
+        [region?.as_str()?, customer?.as_str()?, currency?.as_str()?],
+    )
 }
 
 const KEYS: [&str; 6] = ["id", "region", "customer", "status", "amount", "currency"];
 
 fn sonic_get_many(line: &[u8], tree: &sonic_rs::PointerTree) -> Verdict {
     let vals = sonic_rs::get_many(line, tree).ok()?;
-    sonic_fields([vals[0].as_ref(), vals[1].as_ref(), vals[2].as_ref(), vals[3].as_ref(), vals[4].as_ref(), vals[5].as_ref()])
+    sonic_fields([
+        vals[0].as_ref(),
+        vals[1].as_ref(),
+        vals[2].as_ref(),
+        vals[3].as_ref(),
+        vals[4].as_ref(),
+        vals[5].as_ref(),
+    ])
 }
 
 fn sonic_iter(line: &[u8]) -> Verdict {
@@ -154,7 +166,14 @@ fn sonic_iter(line: &[u8]) -> Verdict {
             vals[i] = Some(v);
         }
     }
-    sonic_fields([vals[0].as_ref(), vals[1].as_ref(), vals[2].as_ref(), vals[3].as_ref(), vals[4].as_ref(), vals[5].as_ref()])
+    sonic_fields([
+        vals[0].as_ref(),
+        vals[1].as_ref(),
+        vals[2].as_ref(),
+        vals[3].as_ref(),
+        vals[4].as_ref(),
+        vals[5].as_ref(),
+    ])
 }
 
 fn sonic_get6(line: &[u8]) -> Verdict {
@@ -162,7 +181,14 @@ fn sonic_get6(line: &[u8]) -> Verdict {
     for (i, k) in KEYS.iter().enumerate() {
         vals[i] = Some(sonic_rs::get(line, [k]).ok()?);
     }
-    sonic_fields([vals[0].as_ref(), vals[1].as_ref(), vals[2].as_ref(), vals[3].as_ref(), vals[4].as_ref(), vals[5].as_ref()])
+    sonic_fields([
+        vals[0].as_ref(),
+        vals[1].as_ref(),
+        vals[2].as_ref(),
+        vals[3].as_ref(),
+        vals[4].as_ref(),
+        vals[5].as_ref(),
+    ])
 }
 
 fn simd_struct(line: &[u8], copy: &mut Vec<u8>, buffers: &mut simd_json::Buffers) -> Verdict {
@@ -180,7 +206,12 @@ struct Row {
     allocs_per_msg: f64,
 }
 
-fn measure(name: &'static str, lines: &[&[u8]], repeat: usize, f: &mut dyn FnMut(&[u8]) -> Verdict) -> Row {
+fn measure(
+    name: &'static str,
+    lines: &[&[u8]],
+    repeat: usize,
+    f: &mut dyn FnMut(&[u8]) -> Verdict,
+) -> Row {
     // Warm up caches and any lazily grown buffers.
     for l in lines.iter().take(1000) {
         black_box(f(l));
@@ -201,7 +232,13 @@ fn measure(name: &'static str, lines: &[&[u8]], repeat: usize, f: &mut dyn FnMut
     let elapsed = start.elapsed();
     let allocs = ALLOCATIONS.load(Ordering::Relaxed) - allocs_before;
     let n = (lines.len() * repeat).max(1) as f64;
-    Row { name, matched, errors, ns_per_msg: elapsed.as_nanos() as f64 / n, allocs_per_msg: allocs as f64 / n }
+    Row {
+        name,
+        matched,
+        errors,
+        ns_per_msg: elapsed.as_nanos() as f64 / n,
+        allocs_per_msg: allocs as f64 / n,
+    }
 }
 
 fn main() {
@@ -229,7 +266,10 @@ fn main() {
         data.strip_suffix(b"\n").unwrap_or(&data).split(|&b| b == b'\n').take(limit).collect();
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
 
-    let mut ours = Corestream { table: FieldTable::from_paths(KEYS).unwrap(), arena: Bump::with_capacity(4096) };
+    let mut ours = Corestream {
+        table: FieldTable::from_paths(KEYS).unwrap(),
+        arena: Bump::with_capacity(4096),
+    };
     let mut tree = sonic_rs::PointerTree::new();
     for k in KEYS {
         tree.add_path([k]);
@@ -258,10 +298,15 @@ fn main() {
         rows.push(measure("sonic_get6", &lines, repeat, &mut sonic_get6));
     }
     if want("simd_struct") {
-        rows.push(measure("simd_struct", &lines, repeat, &mut |l| simd_struct(l, &mut copy, &mut buffers)));
+        rows.push(measure("simd_struct", &lines, repeat, &mut |l| {
+            simd_struct(l, &mut copy, &mut buffers)
+        }));
     }
     println!("{} lines, {:.1} MB, file {path}", lines.len(), bytes as f64 / 1e6);
-    println!("{:<16} {:>9} {:>7} {:>9} {:>9} {:>10}", "method", "matched", "errors", "ns/msg", "MB/s", "allocs/msg");
+    println!(
+        "{:<16} {:>9} {:>7} {:>9} {:>9} {:>10}",
+        "method", "matched", "errors", "ns/msg", "MB/s", "allocs/msg"
+    );
     for r in &rows {
         println!(
             "{:<16} {:>9} {:>7} {:>9.1} {:>9.0} {:>10.3}",
@@ -277,7 +322,10 @@ fn main() {
     if let Some(first) = rows.first() {
         for r in &rows {
             if (r.matched, r.errors) != (first.matched, first.errors) {
-                println!("DISAGREES: {} gives matched={} errors={}, {} gives matched={} errors={}", r.name, r.matched, r.errors, first.name, first.matched, first.errors);
+                println!(
+                    "DISAGREES: {} gives matched={} errors={}, {} gives matched={} errors={}",
+                    r.name, r.matched, r.errors, first.name, first.matched, first.errors
+                );
             }
         }
     }

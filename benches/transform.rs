@@ -83,7 +83,8 @@ fn json_extract_six_fields(mut state: Box<ExtractState>) -> Box<ExtractState> {
 
 const FILTER: &str = r#"status == "paid" && amount > 100.0"#;
 const AMOUNT_CENTS: &str = "round(amount * 100)";
-const STRINGS: &str = r#"contains(lower(customer), "c-00") ? upper(region) + "/" + currency : "other""#;
+const STRINGS: &str =
+    r#"contains(lower(customer), "c-00") ? upper(region) + "/" + currency : "other""#;
 
 fn compile_expr(src: &str, table: &mut FieldTable) -> Expr {
     let mut resolve = |p: &str| table.add(p).map(|s| (s, Type::ANY)).map_err(|e| e.to_string());
@@ -133,7 +134,8 @@ fn setup_eval(src: &'static str) -> Box<EvalState> {
 #[bench::strings(args = (STRINGS), setup = setup_eval, config = no_alloc_and_at_most(2_500))]
 fn expr_eval(state: Box<EvalState>) -> Box<EvalState> {
     {
-        let env = Env { slots: &state.slots, message: &state.message, topic: "", arena: &state.arena };
+        let env =
+            Env { slots: &state.slots, message: &state.message, topic: "", arena: &state.arena };
         let v = state.expr.eval(black_box(&env));
         black_box(v.is_ok());
     }
@@ -182,7 +184,8 @@ fn setup_render() -> Box<RenderState> {
 #[bench::orders(setup = setup_render, config = no_alloc_and_at_most(600))]
 fn template_render(mut state: Box<RenderState>) -> Box<RenderState> {
     {
-        let env = Env { slots: &state.slots, message: &state.message, topic: "", arena: &state.arena };
+        let env =
+            Env { slots: &state.slots, message: &state.message, topic: "", arena: &state.arena };
         let r = state.template.render(black_box(&env), &mut state.scratch, &state.arena);
         black_box(r.is_ok());
     }
@@ -284,7 +287,11 @@ fn setup_batch() -> Box<BatchState> {
             .into_bytes()
         })
         .collect();
-    let mut state = Box::new(BatchState { pipeline: orders_pipeline().unwrap(), arena: Bump::with_capacity(1 << 20), lines });
+    let mut state = Box::new(BatchState {
+        pipeline: orders_pipeline().unwrap(),
+        arena: Bump::with_capacity(1 << 20),
+        lines,
+    });
     let kept = run_batch(&mut state);
     assert_eq!(kept, BATCH / 4);
     state.arena.reset();

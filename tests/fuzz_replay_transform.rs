@@ -40,7 +40,8 @@ fn template_corpus_holds_every_invariant() {
 
 #[test]
 fn expression_corpus_holds_every_invariant() {
-    let replayed = replay("expression", corestream::transform::expr::reference::fuzz_check_expression);
+    let replayed =
+        replay("expression", corestream::transform::expr::reference::fuzz_check_expression);
     assert!(replayed >= SEEDS_MIN, "only {replayed} expression inputs replayed");
 }
 

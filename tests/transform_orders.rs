@@ -36,7 +36,11 @@ fn generate(seed: u64, bad_every: usize) -> (Vec<u8>, usize, usize) {
         .args(["--bad-every", &bad_every.to_string(), "--stats"])
         .output()
         .expect("python3 runs make_orders.py");
-    assert!(out.status.success(), "make_orders.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "make_orders.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stats = String::from_utf8_lossy(&out.stderr);
     let field = |name: &str| -> usize {
         let at = stats.find(&format!("{name}=")).unwrap_or_else(|| panic!("no {name} in {stats}"));
@@ -67,7 +71,11 @@ fn expected(line: &[u8]) -> Option<(String, String)> {
     // serde_json's map is sorted unless preserve_order; write the fields in order.
     let p = format!(
         r#"{{"id":{},"customer":{},"amount_cents":{},"region":{},"topic":{}}}"#,
-        payload["id"], payload["customer"], payload["amount_cents"], payload["region"], payload["topic"]
+        payload["id"],
+        payload["customer"],
+        payload["amount_cents"],
+        payload["region"],
+        payload["topic"]
     );
     Some((topic, p))
 }
@@ -80,14 +88,16 @@ struct Counts {
 
 fn run(data: &[u8], check_every: usize) -> Counts {
     let mut pipeline = orders_pipeline().unwrap();
-    let lines: Vec<&[u8]> = data.strip_suffix(b"\n").unwrap_or(data).split(|&b| b == b'\n').collect();
+    let lines: Vec<&[u8]> =
+        data.strip_suffix(b"\n").unwrap_or(data).split(|&b| b == b'\n').collect();
     assert_eq!(lines.len(), LINES);
     let mut counts = Counts { matched: 0, errors: 0, filtered: 0 };
     let mut arena = Bump::with_capacity(1 << 20);
     let mut checked = 0;
     for chunk in lines.chunks(BATCH) {
         arena.reset();
-        let input: Vec<Message<'_>> = chunk.iter().map(|l| Message { payload: l, ..Default::default() }).collect();
+        let input: Vec<Message<'_>> =
+            chunk.iter().map(|l| Message { payload: l, ..Default::default() }).collect();
         let mut outputs = bumpalo::collections::Vec::new_in(&arena);
         let mut failures = bumpalo::collections::Vec::new_in(&arena);
         let mut emit = Emit::new(&arena, &mut outputs, &mut failures);
@@ -97,11 +107,16 @@ fn run(data: &[u8], check_every: usize) -> Counts {
         counts.filtered += chunk.len() - emit.outputs().len() - emit.failures().len();
         for f in emit.failures() {
             assert!(!f.reason.is_empty());
-            assert!(expected(chunk[f.input as usize]).is_none(), "a failed line is not a match: {}", f.reason);
+            assert!(
+                expected(chunk[f.input as usize]).is_none(),
+                "a failed line is not a match: {}",
+                f.reason
+            );
         }
         for out in emit.outputs() {
             if checked % check_every == 0 {
-                let (topic, payload) = expected(chunk[out.input as usize]).expect("a kept line matches in serde_json too");
+                let (topic, payload) = expected(chunk[out.input as usize])
+                    .expect("a kept line matches in serde_json too");
                 assert_eq!(out.topic, topic);
                 assert_eq!(std::str::from_utf8(out.payload).unwrap(), payload);
             }

@@ -65,7 +65,9 @@ pub fn load(args: &Args) -> Vec<u8> {
     if args.lines == usize::MAX {
         return data;
     }
-    let end = memchr::memchr_iter(b'\n', &data).nth(args.lines.saturating_sub(1)).map_or(data.len(), |i| i + 1);
+    let end = memchr::memchr_iter(b'\n', &data)
+        .nth(args.lines.saturating_sub(1))
+        .map_or(data.len(), |i| i + 1);
     data[..end].to_vec()
 }
 

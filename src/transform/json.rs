@@ -157,7 +157,14 @@ struct Node {
 
 impl Default for Node {
     fn default() -> Self {
-        Node { first: 0, len: 0, desc_first: 0, desc_len: 0, multiplier: 0, buckets: [0; HASH_BUCKETS] }
+        Node {
+            first: 0,
+            len: 0,
+            desc_first: 0,
+            desc_len: 0,
+            multiplier: 0,
+            buckets: [0; HASH_BUCKETS],
+        }
     }
 }
 
@@ -338,8 +345,11 @@ impl FieldTable {
                 });
                 self.keys.extend_from_slice(key.as_bytes());
             }
-            let words: Vec<(u64, usize)> =
-                t.kids.iter().map(|(k, _, _)| (key_word(k.as_bytes(), 0, k.len()), k.len())).collect();
+            let words: Vec<(u64, usize)> = t
+                .kids
+                .iter()
+                .map(|(k, _, _)| (key_word(k.as_bytes(), 0, k.len()), k.len()))
+                .collect();
             let (multiplier, buckets) = perfect_hash(&words).unwrap_or((0, [0; HASH_BUCKETS]));
             self.nodes[node_index] = Node {
                 first,
@@ -380,8 +390,7 @@ impl FieldTable {
     #[inline]
     fn clear_below<'a>(&self, node: u16, slots: &mut [Slot<'a>]) {
         let n = &self.nodes[node as usize];
-        for &s in &self.descendants[n.desc_first as usize..(n.desc_first + n.desc_len) as usize]
-        {
+        for &s in &self.descendants[n.desc_first as usize..(n.desc_first + n.desc_len) as usize] {
             slots[s as usize] = Slot::Missing;
         }
     }
@@ -593,7 +602,13 @@ fn decode_into(raw: &[u8], out: &mut impl FnMut(&[u8])) {
 }
 
 /// The decoded string at `p[start..end]` (quotes included), in the arena if escaped.
-fn string_value<'a>(p: &'a [u8], start: usize, end: usize, escaped: bool, arena: &'a Bump) -> &'a str {
+fn string_value<'a>(
+    p: &'a [u8],
+    start: usize,
+    end: usize,
+    escaped: bool,
+    arena: &'a Bump,
+) -> &'a str {
     let raw = &p[start + 1..end - 1];
     if !escaped {
         debug_assert!(std::str::from_utf8(raw).is_ok());
@@ -845,7 +860,8 @@ pub fn extract<'a>(
                     debug_assert!(std::str::from_utf8(raw).is_ok());
                     // SAFETY: the scan validated the container: outside strings only
                     // ASCII is accepted, inside strings `scan_string` checked UTF-8.
-                    slots[done.slot as usize] = Slot::Json(unsafe { std::str::from_utf8_unchecked(raw) });
+                    slots[done.slot as usize] =
+                        Slot::Json(unsafe { std::str::from_utf8_unchecked(raw) });
                 }
             }
             i += 1;
@@ -1029,7 +1045,10 @@ pub fn fuzz_check_json_path(data: &[u8]) {
             (Slot::BadNumber(_), Some(serde_json::Value::Number(n))) => {
                 assert!(n.as_i64().is_none(), "{path}: {n}")
             }
-            (Slot::Json(raw), Some(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_)))) => {
+            (
+                Slot::Json(raw),
+                Some(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))),
+            ) => {
                 let back: serde_json::Value =
                     serde_json::from_str(raw).expect("raw container text re-parses");
                 assert_eq!(&back, v, "{path}");
@@ -1043,7 +1062,11 @@ pub fn fuzz_check_json_path(data: &[u8]) {
 mod tests {
     use super::*;
 
-    fn run<'a>(payload: &'a str, paths: &[&str], arena: &'a Bump) -> Result<Vec<Slot<'a>>, JsonError> {
+    fn run<'a>(
+        payload: &'a str,
+        paths: &[&str],
+        arena: &'a Bump,
+    ) -> Result<Vec<Slot<'a>>, JsonError> {
         let table = FieldTable::from_paths(paths.iter().copied()).unwrap();
         let mut slots = [Slot::Missing; PATHS_MAX];
         extract(payload.as_bytes(), &table, &mut slots, arena)?;
@@ -1088,14 +1111,36 @@ mod tests {
     fn numbers_out_of_range_are_bad_numbers_not_scan_errors() {
         let arena = Bump::new();
         let nines = format!(r#"{{"a":{}}}"#, "9".repeat(400));
-        assert_eq!(run(&nines, &["a"], &arena).unwrap()[0], Slot::BadNumber("integer out of i64 range"));
-        let s = run(r#"{"a":1e999,"b":-1e400,"c":18446744073709551616,"d":-9223372036854775808}"#, &["a", "b", "c", "d"], &arena).unwrap();
+        assert_eq!(
+            run(&nines, &["a"], &arena).unwrap()[0],
+            Slot::BadNumber("integer out of i64 range")
+        );
+        let s = run(
+            r#"{"a":1e999,"b":-1e400,"c":18446744073709551616,"d":-9223372036854775808}"#,
+            &["a", "b", "c", "d"],
+            &arena,
+        )
+        .unwrap();
         assert_eq!(s[0], Slot::BadNumber("number out of f64 range"));
         assert_eq!(s[1], Slot::BadNumber("number out of f64 range"));
         assert_eq!(s[2], Slot::BadNumber("integer out of i64 range"));
         assert_eq!(s[3], Slot::Int(i64::MIN));
-        let s = run(r#"{"a":0.1,"b":1e-7,"c":2.5E+3,"d":-0.0,"e":123456789012345678.5}"#, &["a", "b", "c", "d", "e"], &arena).unwrap();
-        assert_eq!(s, vec![Slot::Float(0.1), Slot::Float(1e-7), Slot::Float(2500.0), Slot::Float(-0.0), Slot::Float(123456789012345678.5)]);
+        let s = run(
+            r#"{"a":0.1,"b":1e-7,"c":2.5E+3,"d":-0.0,"e":123456789012345678.5}"#,
+            &["a", "b", "c", "d", "e"],
+            &arena,
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            vec![
+                Slot::Float(0.1),
+                Slot::Float(1e-7),
+                Slot::Float(2500.0),
+                Slot::Float(-0.0),
+                Slot::Float(123456789012345678.5)
+            ]
+        );
     }
 
     #[test]
@@ -1126,7 +1171,12 @@ mod tests {
         for (input, offset, reason) in cases {
             let mut slots = [Slot::Missing; 1];
             let e = extract(input, &table, &mut slots, &arena).unwrap_err();
-            assert_eq!((e.offset, e.reason), (*offset, *reason), "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(
+                (e.offset, e.reason),
+                (*offset, *reason),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
         }
     }
 

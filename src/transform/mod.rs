@@ -44,8 +44,11 @@ fn step_configs(steps: &[Spanned<RawStep>]) -> Result<Vec<StepConfig>, Diagnosti
         let raw = step.get_ref();
         let kind = raw.kind.get_ref().as_str();
         if matches!(kind, "dedup" | "enrich") {
-            return Err(Diagnostic::new(Some(raw.kind.span()), format!("`{kind}` steps are not implemented yet"))
-                .hint("available step types: schema, filter, route, map"));
+            return Err(Diagnostic::new(
+                Some(raw.kind.span()),
+                format!("`{kind}` steps are not implemented yet"),
+            )
+            .hint("available step types: schema, filter, route, map"));
         }
         let foreign = [
             ("key", raw.key.as_ref().map(Spanned::span)),
@@ -54,11 +57,19 @@ fn step_configs(steps: &[Spanned<RawStep>]) -> Result<Vec<StepConfig>, Diagnosti
             ("table", raw.table.as_ref().map(Spanned::span)),
         ];
         if let Some((key, Some(span))) = foreign.into_iter().find(|(_, s)| s.is_some()) {
-            return Err(Diagnostic::new(Some(span), format!("`{key}` does not belong in a `{kind}` step")));
+            return Err(Diagnostic::new(
+                Some(span),
+                format!("`{key}` does not belong in a `{kind}` step"),
+            ));
         }
         let fields = raw.fields.as_ref().map(|f| {
             // The configuration keeps no key positions: a key's errors point at its value.
-            let list = f.get_ref().0.iter().map(|(k, v)| (Spanned::new(v.span(), k.clone()), v.clone())).collect();
+            let list = f
+                .get_ref()
+                .0
+                .iter()
+                .map(|(k, v)| (Spanned::new(v.span(), k.clone()), v.clone()))
+                .collect();
             Spanned::new(f.span(), FieldList(list))
         });
         out.push(StepConfig {

@@ -86,7 +86,10 @@ impl<'de> Deserialize<'de> for FieldList {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a table of `name = \"text\"` pairs")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<FieldList, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<FieldList, A::Error> {
                 let mut out = Vec::new();
                 while let Some(key) = map.next_key::<Spanned<String>>()? {
                     out.push((key, map.next_value::<Spanned<String>>()?));
@@ -122,7 +125,12 @@ impl std::error::Error for CompileError {}
 /// Maps an error at `offset..offset + len` inside a string value to the file: exact
 /// for a one-line basic or literal string without escapes (the common case), else the
 /// whole value.
-pub fn file_span(config_text: &str, value: &Range<usize>, offset: usize, len: usize) -> Range<usize> {
+pub fn file_span(
+    config_text: &str,
+    value: &Range<usize>,
+    offset: usize,
+    len: usize,
+) -> Range<usize> {
     let raw = config_text.get(value.clone()).unwrap_or("");
     let plain = (raw.starts_with('"') && !raw.starts_with("\"\"\"") && !raw.contains('\\'))
         || (raw.starts_with('\'') && !raw.starts_with("'''"));
@@ -136,7 +144,11 @@ pub fn file_span(config_text: &str, value: &Range<usize>, offset: usize, len: us
 }
 
 fn expr_error(config_text: &str, value: &Spanned<String>, e: ExprError) -> CompileError {
-    CompileError { span: file_span(config_text, &value.span(), e.offset, e.len), message: e.message, hint: e.hint }
+    CompileError {
+        span: file_span(config_text, &value.span(), e.offset, e.len),
+        message: e.message,
+        hint: e.hint,
+    }
 }
 
 /// A declared field type.
@@ -257,7 +269,11 @@ pub struct Pipeline {
 pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, CompileError> {
     if steps.len() > STEPS_MAX {
         let span = steps[STEPS_MAX].kind.span();
-        return Err(CompileError { span, message: format!("more than {STEPS_MAX} steps"), hint: None });
+        return Err(CompileError {
+            span,
+            message: format!("more than {STEPS_MAX} steps"),
+            hint: None,
+        });
     }
     let mut table = FieldTable::new();
     // Declared types by path, from schema steps seen so far.
@@ -322,11 +338,15 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
         let compiled = match kind {
             "filter" => {
                 let src = step.expr.as_ref().ok_or_else(|| missing(&kind_span))?;
-                let e = Expr::compile(src.get_ref(), &mut resolve).map_err(|e| expr_error(config_text, src, e))?;
+                let e = Expr::compile(src.get_ref(), &mut resolve)
+                    .map_err(|e| expr_error(config_text, src, e))?;
                 if !e.ty().overlaps(Type::BOOL) {
                     return Err(CompileError {
                         span: src.span(),
-                        message: format!("a filter expression must be a bool, found {}", e.ty().name()),
+                        message: format!(
+                            "a filter expression must be a bool, found {}",
+                            e.ty().name()
+                        ),
                         hint: Some("compare it, e.g. `amount > 100`".into()),
                     });
                 }
@@ -334,12 +354,16 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             }
             "route" => {
                 let src = step.topic.as_ref().ok_or_else(|| missing(&kind_span))?;
-                let t = Template::compile(src.get_ref(), &mut resolve).map_err(|e| expr_error(config_text, src, e))?;
+                let t = Template::compile(src.get_ref(), &mut resolve)
+                    .map_err(|e| expr_error(config_text, src, e))?;
                 let default = match &step.default {
                     Some(d) if d.get_ref().len() > super::template::TOPIC_BYTES_MAX => {
                         return Err(CompileError {
                             span: d.span(),
-                            message: format!("default topic longer than {} bytes", super::template::TOPIC_BYTES_MAX),
+                            message: format!(
+                                "default topic longer than {} bytes",
+                                super::template::TOPIC_BYTES_MAX
+                            ),
                             hint: None,
                         });
                     }
@@ -353,21 +377,34 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
                 let mut fields = Vec::new();
                 for (name, src) in &list.get_ref().0 {
                     if fields.len() == MAP_FIELDS_MAX {
-                        return Err(CompileError { span: name.span(), message: format!("more than {MAP_FIELDS_MAX} map fields"), hint: None });
+                        return Err(CompileError {
+                            span: name.span(),
+                            message: format!("more than {MAP_FIELDS_MAX} map fields"),
+                            hint: None,
+                        });
                     }
-                    let e = Expr::compile(src.get_ref(), &mut resolve).map_err(|e| expr_error(config_text, src, e))?;
+                    let e = Expr::compile(src.get_ref(), &mut resolve)
+                        .map_err(|e| expr_error(config_text, src, e))?;
                     let mut key_json = Vec::new();
                     write_json_str(&mut key_json, name.get_ref());
                     key_json.push(b':');
                     let value = match e.constant() {
                         Some(c) => {
                             let mut bytes = Vec::new();
-                            write_json(&mut bytes, &c.value()).map_err(|r| CompileError { span: src.span(), message: r.into(), hint: None })?;
+                            write_json(&mut bytes, &c.value()).map_err(|r| CompileError {
+                                span: src.span(),
+                                message: r.into(),
+                                hint: None,
+                            })?;
                             MapValue::Json(bytes.into())
                         }
                         None => MapValue::Expr(e),
                     };
-                    fields.push(MapField { name: name.get_ref().clone(), key_json: key_json.into(), value });
+                    fields.push(MapField {
+                        name: name.get_ref().clone(),
+                        key_json: key_json.into(),
+                        value,
+                    });
                 }
                 mapped_at = Some(kind_span.clone());
                 Step::Map(fields)
@@ -392,7 +429,11 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
                         });
                     };
                     let path = name.get_ref();
-                    let (slot, _) = resolve(path).map_err(|m| CompileError { span: name.span(), message: m, hint: None })?;
+                    let (slot, _) = resolve(path).map_err(|m| CompileError {
+                        span: name.span(),
+                        message: m,
+                        hint: None,
+                    })?;
                     let t = if optional { ty.ty().union(Type::NULL) } else { ty.ty() };
                     pending.push((path.clone(), t));
                     fields.push(SchemaField { slot, path: path.clone(), ty, optional });
@@ -412,7 +453,11 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
 }
 
 fn missing(span: &Range<usize>) -> CompileError {
-    CompileError { span: span.clone(), message: "step is missing a required key".into(), hint: None }
+    CompileError {
+        span: span.clone(),
+        message: "step is missing a required key".into(),
+        hint: None,
+    }
 }
 
 /// Parses a TOML document of the form `[[steps]] ...` and compiles it; errors from
@@ -452,7 +497,12 @@ impl Pipeline {
     /// Runs the steps on one message. `slots` must hold at least
     /// [`PATHS_MAX`] entries; it is overwritten.
     #[inline]
-    pub fn run<'a>(&mut self, message: &Message<'a>, slots: &mut [Slot<'a>], arena: &'a Bump) -> Outcome<'a> {
+    pub fn run<'a>(
+        &mut self,
+        message: &Message<'a>,
+        slots: &mut [Slot<'a>],
+        arena: &'a Bump,
+    ) -> Outcome<'a> {
         if let Err(e) = json::extract(message.payload, &self.table, slots, arena) {
             return Outcome::Failed(bumpalo::format!(in arena, "{}", e).into_bump_str());
         }
@@ -465,7 +515,9 @@ impl Pipeline {
                 Step::Schema(fields) => {
                     for f in fields {
                         let slot = &slots[f.slot as usize];
-                        if f.ty.accepts(slot) || (f.optional && matches!(slot, Slot::Missing | Slot::Null)) {
+                        if f.ty.accepts(slot)
+                            || (f.optional && matches!(slot, Slot::Missing | Slot::Null))
+                        {
                             continue;
                         }
                         return Outcome::Failed(schema_reason(f, slot, arena));
@@ -483,7 +535,9 @@ impl Pipeline {
                 },
                 Step::Route(t, default) => match t.render(&env, &mut self.topic_scratch, arena) {
                     Ok(rendered) => topic = rendered,
-                    Err(_) if default.is_some() => topic = arena.alloc_str(default.as_deref().unwrap_or("")),
+                    Err(_) if default.is_some() => {
+                        topic = arena.alloc_str(default.as_deref().unwrap_or(""))
+                    }
                     Err(err) => {
                         let field = t.error_field(&err);
                         return Outcome::Failed(
@@ -503,9 +557,10 @@ impl Pipeline {
                         match &f.value {
                             MapValue::Json(bytes) => out.extend_from_slice(bytes),
                             MapValue::Expr(e) => {
-                                let written = e.eval(&env).map_err(|err| (err.reason, e.error_text(&err))).and_then(|v| {
-                                    write_json(out, &v).map_err(|r| (r, e.source()))
-                                });
+                                let written = e
+                                    .eval(&env)
+                                    .map_err(|err| (err.reason, e.error_text(&err)))
+                                    .and_then(|v| write_json(out, &v).map_err(|r| (r, e.source())));
                                 if let Err((reason, text)) = written {
                                     return Outcome::Failed(
                                         bumpalo::format!(in arena, "step {} (map) field `{}`: {} in `{}`", index + 1, f.name, reason, text)
@@ -532,7 +587,9 @@ fn schema_reason<'a>(f: &SchemaField, slot: &Slot<'_>, arena: &'a Bump) -> &'a s
         Slot::Int(i) if f.ty == FieldType::Uint => {
             bumpalo::format!(in arena, "field `{}` is {}, expected uint (an int >= 0)", f.path, i)
         }
-        other => bumpalo::format!(in arena, "field `{}` is {}, expected {}", f.path, other.type_name(), f.ty.name()),
+        other => {
+            bumpalo::format!(in arena, "field `{}` is {}, expected {}", f.path, other.type_name(), f.ty.name())
+        }
     };
     s.into_bump_str()
 }
@@ -551,7 +608,9 @@ impl Processor for Pipeline {
                     headers: message.headers,
                 }),
                 Outcome::Filtered => {}
-                Outcome::Failed(reason) => emit.fail(index as u32, ErrorCategory::Serialization, reason),
+                Outcome::Failed(reason) => {
+                    emit.fail(index as u32, ErrorCategory::Serialization, reason)
+                }
             }
         }
     }
@@ -561,7 +620,12 @@ impl Processor for Pipeline {
 /// of these), then each step with folded constants and template parts.
 impl fmt::Display for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "pipeline: {} steps; one scan of each payload reads {} fields", self.steps.len(), self.table.len())?;
+        writeln!(
+            f,
+            "pipeline: {} steps; one scan of each payload reads {} fields",
+            self.steps.len(),
+            self.table.len()
+        )?;
         for (slot, path) in self.table.paths().iter().enumerate() {
             writeln!(f, "  field {slot}: {path}")?;
         }
@@ -571,12 +635,23 @@ impl fmt::Display for Pipeline {
                 Step::Schema(fields) => {
                     let list: Vec<String> = fields
                         .iter()
-                        .map(|s| format!("{} {}{}", s.path, s.ty.name(), if s.optional { "?" } else { "" }))
+                        .map(|s| {
+                            format!(
+                                "{} {}{}",
+                                s.path,
+                                s.ty.name(),
+                                if s.optional { "?" } else { "" }
+                            )
+                        })
                         .collect();
                     writeln!(f, "  step {n} schema: {}", list.join(", "))?;
                 }
                 Step::Filter(e) => match e.constant() {
-                    Some(c) => writeln!(f, "  step {n} filter: constant {c} (folded from `{}`)", e.source())?,
+                    Some(c) => writeln!(
+                        f,
+                        "  step {n} filter: constant {c} (folded from `{}`)",
+                        e.source()
+                    )?,
                     None => writeln!(f, "  step {n} filter: {e}  [{} nodes]", e.node_count())?,
                 },
                 Step::Route(t, default) => {
@@ -593,9 +668,12 @@ impl fmt::Display for Pipeline {
                     writeln!(f, "  step {n} map:")?;
                     for m in fields {
                         match &m.value {
-                            MapValue::Json(bytes) => {
-                                writeln!(f, "    {} = {} (constant)", m.name, String::from_utf8_lossy(bytes))?
-                            }
+                            MapValue::Json(bytes) => writeln!(
+                                f,
+                                "    {} = {} (constant)",
+                                m.name,
+                                String::from_utf8_lossy(bytes)
+                            )?,
                             MapValue::Expr(e) => writeln!(f, "    {} = {e}", m.name)?,
                         }
                     }

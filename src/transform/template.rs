@@ -40,7 +40,11 @@ enum Source {
 enum Part {
     /// `literals[start..end]`
     Lit(u32, u32),
-    Value { source: Source, name: Box<str>, default: Option<Box<str>> },
+    Value {
+        source: Source,
+        name: Box<str>,
+        default: Option<Box<str>>,
+    },
 }
 
 /// A rendering failure: which field and why.
@@ -103,17 +107,40 @@ impl Template {
             };
             let name_at = open + 2;
             if name.is_empty() {
-                return Err(err(open, close + 1 - open, "empty field name in `${}`", Some("write a field such as `${region}`".into())));
+                return Err(err(
+                    open,
+                    close + 1 - open,
+                    "empty field name in `${}`",
+                    Some("write a field such as `${region}`".into()),
+                ));
             }
-            if let Some((k, c)) = name.char_indices().find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+            if let Some((k, c)) = name
+                .char_indices()
+                .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+            {
                 let hint = (c == ':').then(|| "a default is written `${name:-default}`".to_owned());
-                return Err(err(name_at + k, c.len_utf8(), format!("invalid character `{c}` in a template field name"), hint));
+                return Err(err(
+                    name_at + k,
+                    c.len_utf8(),
+                    format!("invalid character `{c}` in a template field name"),
+                    hint,
+                ));
             }
             if name.split('.').any(str::is_empty) {
-                return Err(err(name_at, name.len(), format!("empty segment in field path `{name}`"), None));
+                return Err(err(
+                    name_at,
+                    name.len(),
+                    format!("empty segment in field path `{name}`"),
+                    None,
+                ));
             }
             if name.split('.').count() > PATH_SEGMENTS_MAX {
-                return Err(err(name_at, name.len(), format!("field path `{name}` has more than {PATH_SEGMENTS_MAX} segments"), None));
+                return Err(err(
+                    name_at,
+                    name.len(),
+                    format!("field path `{name}` has more than {PATH_SEGMENTS_MAX} segments"),
+                    None,
+                ));
             }
             let source = match classify(name) {
                 Name::Meta(kind) => Source::Meta(kind),
@@ -125,10 +152,19 @@ impl Template {
             };
             if let Some(d) = default {
                 if d.len() > TOPIC_BYTES_MAX {
-                    return Err(err(name_at + name.len(), d.len() + 2, "default longer than a topic may be", None));
+                    return Err(err(
+                        name_at + name.len(),
+                        d.len() + 2,
+                        "default longer than a topic may be",
+                        None,
+                    ));
                 }
             }
-            t.parts.push(Part::Value { source, name: name.into(), default: default.map(Into::into) });
+            t.parts.push(Part::Value {
+                source,
+                name: name.into(),
+                default: default.map(Into::into),
+            });
             i = close + 1;
             lit_start = t.literals.len();
         }
@@ -136,10 +172,20 @@ impl Template {
             t.parts.push(Part::Lit(lit_start as u32, t.literals.len() as u32));
         }
         if t.parts.len() > PARTS_MAX {
-            return Err(err(0, src.len(), format!("template has more than {PARTS_MAX} parts"), None));
+            return Err(err(
+                0,
+                src.len(),
+                format!("template has more than {PARTS_MAX} parts"),
+                None,
+            ));
         }
         if t.literals.len() > TOPIC_BYTES_MAX {
-            return Err(err(0, src.len(), format!("template text is longer than {TOPIC_BYTES_MAX} bytes"), None));
+            return Err(err(
+                0,
+                src.len(),
+                format!("template text is longer than {TOPIC_BYTES_MAX} bytes"),
+                None,
+            ));
         }
         Ok(t)
     }
@@ -168,11 +214,17 @@ impl Template {
     /// Renders into `scratch` (cleared first; reserve [`SCRATCH_BYTES`] once so it
     /// never grows) and copies the result into the arena.
     #[inline]
-    pub fn render<'a>(&self, env: &Env<'_>, scratch: &mut Vec<u8>, arena: &'a bumpalo::Bump) -> Result<&'a str, RenderError> {
+    pub fn render<'a>(
+        &self,
+        env: &Env<'_>,
+        scratch: &mut Vec<u8>,
+        arena: &'a bumpalo::Bump,
+    ) -> Result<&'a str, RenderError> {
         scratch.clear();
         self.render_into(env, scratch)?;
         // Every part is UTF-8 (literals and strings are `str`, numbers ASCII).
-        let text = std::str::from_utf8(scratch).map_err(|_| RenderError { part: 0, reason: "rendered topic is not UTF-8" })?;
+        let text = std::str::from_utf8(scratch)
+            .map_err(|_| RenderError { part: 0, reason: "rendered topic is not UTF-8" })?;
         Ok(arena.alloc_str(text))
     }
 
@@ -253,7 +305,9 @@ pub fn fuzz_check_template(data: &[u8]) {
     let Ok(src) = std::str::from_utf8(&data[..split]) else { return };
     let payload = data.get(split + 1..).unwrap_or(b"");
     let mut table = FieldTable::new();
-    let mut resolve = |p: &str| table.add(p).map(|s| (s, crate::transform::value::Type::ANY)).map_err(|e| e.to_string());
+    let mut resolve = |p: &str| {
+        table.add(p).map(|s| (s, crate::transform::value::Type::ANY)).map_err(|e| e.to_string())
+    };
     let Ok(t) = Template::compile(src, &mut resolve) else { return };
     let arena = bumpalo::Bump::new();
     let mut slots = [Slot::Missing; PATHS_MAX];
@@ -343,7 +397,12 @@ mod tests {
             key: b"k-9",
             payload: payload.as_bytes(),
             headers: Headers::from_encoded(&hbuf[..hlen]),
-            meta: Meta { partition: 3, position: 77, timestamp_ms: 1_700_000_000_000, ingest_ns: 0 },
+            meta: Meta {
+                partition: 3,
+                position: 77,
+                timestamp_ms: 1_700_000_000_000,
+                ingest_ns: 0,
+            },
         };
         let env = Env { slots: &slots, message: &message, topic: "in", arena: &arena };
         let mut scratch = Vec::with_capacity(SCRATCH_BYTES);
@@ -373,10 +432,19 @@ mod tests {
 
     #[test]
     fn render_errors_name_the_field() {
-        assert_eq!(render("a.${missing}", ORDER), Err("template field is missing or null `missing`".into()));
-        assert_eq!(render("a.${obj}", ORDER), Err("template field is an object or array `obj`".into()));
+        assert_eq!(
+            render("a.${missing}", ORDER),
+            Err("template field is missing or null `missing`".into())
+        );
+        assert_eq!(
+            render("a.${obj}", ORDER),
+            Err("template field is an object or array `obj`".into())
+        );
         let long = format!(r#"{{"region":"{}"}}"#, "x".repeat(300));
-        assert_eq!(render("${region}", &long), Err("rendered topic longer than 249 bytes `region`".into()));
+        assert_eq!(
+            render("${region}", &long),
+            Err("rendered topic longer than 249 bytes `region`".into())
+        );
     }
 
     #[test]
@@ -399,7 +467,11 @@ mod tests {
     fn display_shows_the_parts() {
         let mut table = FieldTable::new();
         let mut resolve = |p: &str| table.add(p).map(|s| (s, Type::ANY)).map_err(|e| e.to_string());
-        let t = Template::compile("orders.${region}.${currency:-XXX}.${key}", &mut resolve).unwrap();
-        assert_eq!(t.to_string(), r#""orders." + region@0 + "." + currency@1 (default "XXX") + "." + <key>"#);
+        let t =
+            Template::compile("orders.${region}.${currency:-XXX}.${key}", &mut resolve).unwrap();
+        assert_eq!(
+            t.to_string(),
+            r#""orders." + region@0 + "." + currency@1 (default "XXX") + "." + <key>"#
+        );
     }
 }

@@ -143,7 +143,14 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&bytes[run..i]);
         if e == b'u' {
             const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 15) as usize],
+            ]);
         } else {
             out.extend_from_slice(&[b'\\', e]);
         }
@@ -192,7 +199,8 @@ mod tests {
 
     #[test]
     fn json_strings_escape_like_serde_json() {
-        for s in ["plain", "q\"b\\s", "ctl\u{1}\u{8}\t\n\u{c}\r\u{1f}", "Zürich 😀", "", "\u{7f}/"] {
+        for s in ["plain", "q\"b\\s", "ctl\u{1}\u{8}\t\n\u{c}\r\u{1f}", "Zürich 😀", "", "\u{7f}/"]
+        {
             let mut out = Vec::new();
             write_json_str(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
@@ -201,7 +209,14 @@ mod tests {
 
     #[test]
     fn numbers_print_like_serde_json() {
-        for v in [Value::Int(-42), Value::Int(i64::MIN), Value::Float(100.0), Value::Float(123.45), Value::Float(1e21), Value::Float(-0.0)] {
+        for v in [
+            Value::Int(-42),
+            Value::Int(i64::MIN),
+            Value::Float(100.0),
+            Value::Float(123.45),
+            Value::Float(1e21),
+            Value::Float(-0.0),
+        ] {
             let mut out = Vec::new();
             write_json(&mut out, &v).unwrap();
             let expect = match v {

@@ -174,7 +174,12 @@ impl Core {
 
     /// Processes one non-empty batch end to end and publishes its counts.
     #[inline]
-    fn step(&mut self, batch: ReadBatch<'_>, arena: &mut Bump, local: &mut LocalCounts) -> Result<usize, WorkerError> {
+    fn step(
+        &mut self,
+        batch: ReadBatch<'_>,
+        arena: &mut Bump,
+        local: &mut LocalCounts,
+    ) -> Result<usize, WorkerError> {
         let outcome = self.process_batch(&batch, arena)?;
         drop(batch);
         arena.reset();
@@ -335,12 +340,17 @@ pub struct Harness {
 impl Harness {
     /// A worker with `processor`, a null sink and a log dead-letter, reading a ring
     /// of `ring_bytes`; returns it and the ring's producer.
-    pub fn new(processor: Box<dyn Processor>, ring_bytes: usize, batch_records: usize) -> (Harness, crate::ring::Producer) {
+    pub fn new(
+        processor: Box<dyn Processor>,
+        ring_bytes: usize,
+        batch_records: usize,
+    ) -> (Harness, crate::ring::Producer) {
         use crate::sink::SinkFactory;
         let (producer, consumer) = crate::ring::ring(ring_bytes).expect("valid ring size");
         let watermarks = Arc::new(crate::ack::Watermarks::new(1));
         let acks = AckQueue::new(watermarks);
-        let sink = crate::sink::null::NullSinkFactory.open(0, acks.acker()).expect("null sink opens");
+        let sink =
+            crate::sink::null::NullSinkFactory.open(0, acks.acker()).expect("null sink opens");
         let core = Core {
             index: 0,
             processor,
@@ -352,8 +362,12 @@ impl Harness {
             batch_records,
             watermark_per_worker: true,
         };
-        let harness =
-            Harness { core, consumer, arena: Bump::with_capacity(crate::limits::ARENA_BYTES_INITIAL), local: LocalCounts::default() };
+        let harness = Harness {
+            core,
+            consumer,
+            arena: Bump::with_capacity(crate::limits::ARENA_BYTES_INITIAL),
+            local: LocalCounts::default(),
+        };
         (harness, producer)
     }
 

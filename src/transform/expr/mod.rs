@@ -131,12 +131,14 @@ pub struct Env<'v> {
 pub fn meta_value<'v>(kind: MetaKind, env: &Env<'v>) -> Result<Value<'v>, &'static str> {
     let m = &env.message.meta;
     Ok(match kind {
-        MetaKind::Key => {
-            Value::Str(std::str::from_utf8(env.message.key).map_err(|_| "message key is not UTF-8")?)
-        }
+        MetaKind::Key => Value::Str(
+            std::str::from_utf8(env.message.key).map_err(|_| "message key is not UTF-8")?,
+        ),
         MetaKind::Topic => Value::Str(env.topic),
         MetaKind::Partition => Value::Int(m.partition as i64),
-        MetaKind::Offset => Value::Int(i64::try_from(m.position).map_err(|_| "offset out of i64 range")?),
+        MetaKind::Offset => {
+            Value::Int(i64::try_from(m.position).map_err(|_| "offset out of i64 range")?)
+        }
         MetaKind::Timestamp => Value::Int(m.timestamp_ms),
     })
 }
@@ -145,7 +147,9 @@ pub fn meta_value<'v>(kind: MetaKind, env: &Env<'v>) -> Result<Value<'v>, &'stat
 #[inline]
 pub fn header_value<'v>(name: &str, env: &Env<'v>) -> Result<Value<'v>, &'static str> {
     match env.message.headers.get(name.as_bytes()) {
-        Some(Some(v)) => Ok(Value::Str(std::str::from_utf8(v).map_err(|_| "header value is not UTF-8")?)),
+        Some(Some(v)) => {
+            Ok(Value::Str(std::str::from_utf8(v).map_err(|_| "header value is not UTF-8")?))
+        }
         _ => Ok(Value::Null),
     }
 }
@@ -383,7 +387,9 @@ impl Expr {
             Node::Const(i) => write!(f, "{}", self.consts[i as usize]),
             Node::Field(s) => write!(f, "{}", slot_name(s)),
             Node::Meta(k) => f.write_str(k.name()),
-            Node::Header(i) => write!(f, "header.{}", self.consts[i as usize].value().as_str_or("")),
+            Node::Header(i) => {
+                write!(f, "header.{}", self.consts[i as usize].value().as_str_or(""))
+            }
             Node::Unary(op, a) => {
                 f.write_str(if op == UnOp::Not { "!" } else { "-" })?;
                 self.fmt_node(a, f)
@@ -471,7 +477,10 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within an edit distance of 2 (or a third of the length).
-pub fn did_you_mean<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<String> {
+pub fn did_you_mean<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<String> {
     let limit = (word.len() / 3).max(2);
     candidates
         .into_iter()
@@ -565,7 +574,10 @@ impl Compiler<'_, '_, '_> {
                     UnOp::Neg => (Type::NUMBER, "`-` needs a number"),
                 };
                 if !a.ty.overlaps(want) {
-                    return Err(err(a.span, format!("type mismatch: {what}, found {}", a.ty.name())));
+                    return Err(err(
+                        a.span,
+                        format!("type mismatch: {what}, found {}", a.ty.name()),
+                    ));
                 }
                 let ty = if *op == UnOp::Not { Type::BOOL } else { a.ty.intersect(Type::NUMBER) };
                 if let Some(c) = self.const_of(&a) {
@@ -580,7 +592,13 @@ impl Compiler<'_, '_, '_> {
             Ast::Call { name, name_span, args } => {
                 if name == "if" {
                     if args.len() != 3 {
-                        return Err(err(*name_span, format!("`if` takes 3 arguments (condition, then, else), found {}", args.len())));
+                        return Err(err(
+                            *name_span,
+                            format!(
+                                "`if` takes 3 arguments (condition, then, else), found {}",
+                                args.len()
+                            ),
+                        ));
                     }
                     return self.cond(args[0], args[1], args[2], span);
                 }
@@ -592,13 +610,28 @@ impl Compiler<'_, '_, '_> {
                 };
                 if args.len() != info.params.len() {
                     let plural = if info.params.len() == 1 { "" } else { "s" };
-                    return Err(err(*name_span, format!("`{name}` takes {} argument{plural}, found {}", info.params.len(), args.len())));
+                    return Err(err(
+                        *name_span,
+                        format!(
+                            "`{name}` takes {} argument{plural}, found {}",
+                            info.params.len(),
+                            args.len()
+                        ),
+                    ));
                 }
                 let mut lowered = [None::<Lowered>; ARGS_MAX];
                 for (k, &arg) in args.iter().enumerate() {
                     let l = self.lower(arg)?;
                     if !l.ty.overlaps(info.params[k]) {
-                        return Err(err(l.span, format!("type mismatch: `{name}` expects {} as argument {}, found {}", info.params[k].name(), k + 1, l.ty.name())));
+                        return Err(err(
+                            l.span,
+                            format!(
+                                "type mismatch: `{name}` expects {} as argument {}, found {}",
+                                info.params[k].name(),
+                                k + 1,
+                                l.ty.name()
+                            ),
+                        ));
                     }
                     lowered[k] = Some(l);
                 }
@@ -606,7 +639,8 @@ impl Compiler<'_, '_, '_> {
                 let types: Vec<Type> = lowered.iter().map(|l| l.ty).collect();
                 let ty = info.func.result(&types);
                 if lowered.iter().all(|l| l.konst.is_some()) {
-                    let consts: Vec<Const> = lowered.iter().filter_map(|l| self.const_of(l)).collect();
+                    let consts: Vec<Const> =
+                        lowered.iter().filter_map(|l| self.const_of(l)).collect();
                     let values: Vec<Value<'_>> = consts.iter().map(Const::value).collect();
                     let arena = Bump::new();
                     let folded = ops::call(info.func, &values, &arena).map(Const::from_value);
@@ -623,10 +657,19 @@ impl Compiler<'_, '_, '_> {
         }
     }
 
-    fn cond(&mut self, c: usize, a: usize, b: usize, span: (usize, usize)) -> Result<Lowered, ExprError> {
+    fn cond(
+        &mut self,
+        c: usize,
+        a: usize,
+        b: usize,
+        span: (usize, usize),
+    ) -> Result<Lowered, ExprError> {
         let c = self.lower(c)?;
         if !c.ty.overlaps(Type::BOOL) {
-            return Err(err(c.span, format!("type mismatch: a condition must be a bool, found {}", c.ty.name())));
+            return Err(err(
+                c.span,
+                format!("type mismatch: a condition must be a bool, found {}", c.ty.name()),
+            ));
         }
         let a = self.lower(a)?;
         let b = self.lower(b)?;
@@ -641,7 +684,13 @@ impl Compiler<'_, '_, '_> {
         Ok(self.placed(Node::Cond(c.node, a_node, b_node), a.ty.union(b.ty), span))
     }
 
-    fn binary(&mut self, op: BinOp, a: usize, b: usize, span: (usize, usize)) -> Result<Lowered, ExprError> {
+    fn binary(
+        &mut self,
+        op: BinOp,
+        a: usize,
+        b: usize,
+        span: (usize, usize),
+    ) -> Result<Lowered, ExprError> {
         let a = self.lower(a)?;
         let b = self.lower(b)?;
         let mismatch = |what: &str| {
@@ -652,7 +701,14 @@ impl Compiler<'_, '_, '_> {
             BinOp::And | BinOp::Or => {
                 for side in [&a, &b] {
                     if !side.ty.overlaps(Type::BOOL) {
-                        return Err(err(side.span, format!("type mismatch: `{}` needs bools, found {}", op.symbol(), side.ty.name())));
+                        return Err(err(
+                            side.span,
+                            format!(
+                                "type mismatch: `{}` needs bools, found {}",
+                                op.symbol(),
+                                side.ty.name()
+                            ),
+                        ));
                     }
                 }
                 Type::BOOL
@@ -660,16 +716,26 @@ impl Compiler<'_, '_, '_> {
             BinOp::Eq | BinOp::Ne => {
                 // Values of surely different types are never equal: that is a mistake
                 // when neither side can be null.
-                let norm = |t: Type| if t.overlaps(Type::NUMBER) { t.union(Type::NUMBER) } else { t };
-                if !a.ty.overlaps(Type::NULL) && !b.ty.overlaps(Type::NULL) && !norm(a.ty).overlaps(norm(b.ty)) {
-                    return Err(mismatch(&format!("`{}` compares values that can never be equal", op.symbol())));
+                let norm =
+                    |t: Type| if t.overlaps(Type::NUMBER) { t.union(Type::NUMBER) } else { t };
+                if !a.ty.overlaps(Type::NULL)
+                    && !b.ty.overlaps(Type::NULL)
+                    && !norm(a.ty).overlaps(norm(b.ty))
+                {
+                    return Err(mismatch(&format!(
+                        "`{}` compares values that can never be equal",
+                        op.symbol()
+                    )));
                 }
                 Type::BOOL
             }
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let strs = a.ty.overlaps(Type::STR) && b.ty.overlaps(Type::STR);
-                if !(num(a.ty) && num(b.ty)) && !strs {
-                    return Err(mismatch(&format!("`{}` needs two numbers or two strings", op.symbol())));
+                if !(strs || num(a.ty) && num(b.ty)) {
+                    return Err(mismatch(&format!(
+                        "`{}` needs two numbers or two strings",
+                        op.symbol()
+                    )));
                 }
                 Type::BOOL
             }
@@ -728,7 +794,8 @@ impl Compiler<'_, '_, '_> {
             let i = self.add_const(c);
             return Ok(Lowered { ty, konst: Some(i), node: 0, span });
         }
-        let is_cmp = matches!(op, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge);
+        let is_cmp =
+            matches!(op, BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge);
         if is_cmp {
             let field_of = |l: &Lowered, me: &Self| match l.konst {
                 None => match me.out.nodes[l.node as usize] {

@@ -52,22 +52,82 @@ const N: Type = Type::NUMBER;
 
 /// Every function, by name. `if` is listed among the names for "did you mean" only.
 pub static FUNCS: [FuncInfo; 16] = [
-    FuncInfo { func: Func::Contains, name: "contains", params: &[S, S], type_error: "contains() needs two strings" },
-    FuncInfo { func: Func::StartsWith, name: "starts_with", params: &[S, S], type_error: "starts_with() needs two strings" },
-    FuncInfo { func: Func::EndsWith, name: "ends_with", params: &[S, S], type_error: "ends_with() needs two strings" },
-    FuncInfo { func: Func::Lower, name: "lower", params: &[S], type_error: "lower() needs a string" },
-    FuncInfo { func: Func::Upper, name: "upper", params: &[S], type_error: "upper() needs a string" },
+    FuncInfo {
+        func: Func::Contains,
+        name: "contains",
+        params: &[S, S],
+        type_error: "contains() needs two strings",
+    },
+    FuncInfo {
+        func: Func::StartsWith,
+        name: "starts_with",
+        params: &[S, S],
+        type_error: "starts_with() needs two strings",
+    },
+    FuncInfo {
+        func: Func::EndsWith,
+        name: "ends_with",
+        params: &[S, S],
+        type_error: "ends_with() needs two strings",
+    },
+    FuncInfo {
+        func: Func::Lower,
+        name: "lower",
+        params: &[S],
+        type_error: "lower() needs a string",
+    },
+    FuncInfo {
+        func: Func::Upper,
+        name: "upper",
+        params: &[S],
+        type_error: "upper() needs a string",
+    },
     FuncInfo { func: Func::Len, name: "len", params: &[S], type_error: "len() needs a string" },
-    FuncInfo { func: Func::Int, name: "int", params: &[Type(4 | 8 | 16 | 2)], type_error: "int() needs a number, a numeric string or a bool" },
-    FuncInfo { func: Func::Float, name: "float", params: &[Type(4 | 8 | 16)], type_error: "float() needs a number or a numeric string" },
+    FuncInfo {
+        func: Func::Int,
+        name: "int",
+        params: &[Type(4 | 8 | 16 | 2)],
+        type_error: "int() needs a number, a numeric string or a bool",
+    },
+    FuncInfo {
+        func: Func::Float,
+        name: "float",
+        params: &[Type(4 | 8 | 16)],
+        type_error: "float() needs a number or a numeric string",
+    },
     FuncInfo { func: Func::String, name: "string", params: &[Type::ANY], type_error: "" },
-    FuncInfo { func: Func::Round, name: "round", params: &[N], type_error: "round() needs a number" },
-    FuncInfo { func: Func::Floor, name: "floor", params: &[N], type_error: "floor() needs a number" },
+    FuncInfo {
+        func: Func::Round,
+        name: "round",
+        params: &[N],
+        type_error: "round() needs a number",
+    },
+    FuncInfo {
+        func: Func::Floor,
+        name: "floor",
+        params: &[N],
+        type_error: "floor() needs a number",
+    },
     FuncInfo { func: Func::Ceil, name: "ceil", params: &[N], type_error: "ceil() needs a number" },
     FuncInfo { func: Func::Abs, name: "abs", params: &[N], type_error: "abs() needs a number" },
-    FuncInfo { func: Func::Min, name: "min", params: &[N, N], type_error: "min() needs two numbers" },
-    FuncInfo { func: Func::Max, name: "max", params: &[N, N], type_error: "max() needs two numbers" },
-    FuncInfo { func: Func::Coalesce, name: "coalesce", params: &[Type::ANY, Type::ANY], type_error: "" },
+    FuncInfo {
+        func: Func::Min,
+        name: "min",
+        params: &[N, N],
+        type_error: "min() needs two numbers",
+    },
+    FuncInfo {
+        func: Func::Max,
+        name: "max",
+        params: &[N, N],
+        type_error: "max() needs two numbers",
+    },
+    FuncInfo {
+        func: Func::Coalesce,
+        name: "coalesce",
+        params: &[Type::ANY, Type::ANY],
+        type_error: "",
+    },
 ];
 
 impl Func {
@@ -143,7 +203,12 @@ fn order(a: Value<'_>, b: Value<'_>) -> Result<Option<std::cmp::Ordering>, &'sta
 
 /// A binary operator other than `&&`/`||` (those short-circuit in the evaluator).
 #[inline]
-pub fn binary<'v>(op: BinOp, a: Value<'v>, b: Value<'v>, arena: &'v Bump) -> Result<Value<'v>, &'static str> {
+pub fn binary<'v>(
+    op: BinOp,
+    a: Value<'v>,
+    b: Value<'v>,
+    arena: &'v Bump,
+) -> Result<Value<'v>, &'static str> {
     use std::cmp::Ordering::*;
     Ok(match op {
         BinOp::Eq => Value::Bool(equal(a, b)),
@@ -153,24 +218,38 @@ pub fn binary<'v>(op: BinOp, a: Value<'v>, b: Value<'v>, arena: &'v Bump) -> Res
         BinOp::Gt => Value::Bool(order(a, b)? == Some(Greater)),
         BinOp::Ge => Value::Bool(matches!(order(a, b)?, Some(Greater | Equal))),
         BinOp::Add => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Value::Int(x.checked_add(y).ok_or("integer overflow in `+`")?),
+            (Value::Int(x), Value::Int(y)) => {
+                Value::Int(x.checked_add(y).ok_or("integer overflow in `+`")?)
+            }
             (Value::Str(x), Value::Str(y)) => {
-                let mut s = bumpalo::collections::String::with_capacity_in(x.len() + y.len(), arena);
+                let mut s =
+                    bumpalo::collections::String::with_capacity_in(x.len() + y.len(), arena);
                 s.push_str(x);
                 s.push_str(y);
                 Value::Str(s.into_bump_str())
             }
             _ => Value::Float(
-                as_f64(a).zip(as_f64(b)).map(|(x, y)| x + y).ok_or("`+` needs two numbers or two strings")?,
+                as_f64(a)
+                    .zip(as_f64(b))
+                    .map(|(x, y)| x + y)
+                    .ok_or("`+` needs two numbers or two strings")?,
             ),
         },
         BinOp::Sub => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Value::Int(x.checked_sub(y).ok_or("integer overflow in `-`")?),
-            _ => Value::Float(as_f64(a).zip(as_f64(b)).map(|(x, y)| x - y).ok_or("`-` needs two numbers")?),
+            (Value::Int(x), Value::Int(y)) => {
+                Value::Int(x.checked_sub(y).ok_or("integer overflow in `-`")?)
+            }
+            _ => Value::Float(
+                as_f64(a).zip(as_f64(b)).map(|(x, y)| x - y).ok_or("`-` needs two numbers")?,
+            ),
         },
         BinOp::Mul => match (a, b) {
-            (Value::Int(x), Value::Int(y)) => Value::Int(x.checked_mul(y).ok_or("integer overflow in `*`")?),
-            _ => Value::Float(as_f64(a).zip(as_f64(b)).map(|(x, y)| x * y).ok_or("`*` needs two numbers")?),
+            (Value::Int(x), Value::Int(y)) => {
+                Value::Int(x.checked_mul(y).ok_or("integer overflow in `*`")?)
+            }
+            _ => Value::Float(
+                as_f64(a).zip(as_f64(b)).map(|(x, y)| x * y).ok_or("`*` needs two numbers")?,
+            ),
         },
         BinOp::Div => {
             let (x, y) = as_f64(a).zip(as_f64(b)).ok_or("`/` needs two numbers")?;
@@ -181,7 +260,9 @@ pub fn binary<'v>(op: BinOp, a: Value<'v>, b: Value<'v>, arena: &'v Bump) -> Res
         }
         BinOp::Rem => match (a, b) {
             (Value::Int(_), Value::Int(0)) => return Err("division by zero"),
-            (Value::Int(x), Value::Int(y)) => Value::Int(x.checked_rem(y).ok_or("integer overflow in `%`")?),
+            (Value::Int(x), Value::Int(y)) => {
+                Value::Int(x.checked_rem(y).ok_or("integer overflow in `%`")?)
+            }
             _ => {
                 let (x, y) = as_f64(a).zip(as_f64(b)).ok_or("`%` needs two numbers")?;
                 if y == 0.0 {
@@ -221,7 +302,8 @@ fn to_int(f: f64, reason: &'static str) -> Result<Value<'static>, &'static str> 
 /// Case mapping into the arena; borrows the input when nothing changes (ASCII).
 fn map_case<'v>(s: &'v str, upper: bool, arena: &'v Bump) -> &'v str {
     if s.is_ascii() {
-        let changes = s.bytes().any(|b| if upper { b.is_ascii_lowercase() } else { b.is_ascii_uppercase() });
+        let changes =
+            s.bytes().any(|b| if upper { b.is_ascii_lowercase() } else { b.is_ascii_uppercase() });
         if !changes {
             return s;
         }
@@ -270,7 +352,9 @@ pub fn call<'v>(f: Func, args: &[Value<'v>], arena: &'v Bump) -> Result<Value<'v
             Value::Int(i) => Value::Int(i),
             Value::Float(x) => to_int(x.trunc(), "int(): number out of i64 range")?,
             Value::Bool(b) => Value::Int(b as i64),
-            Value::Str(s) => Value::Int(s.trim().parse().map_err(|_| "int(): string is not an integer")?),
+            Value::Str(s) => {
+                Value::Int(s.trim().parse().map_err(|_| "int(): string is not an integer")?)
+            }
             _ => return Err(info.type_error),
         },
         Func::Float => match args[0] {
@@ -312,7 +396,9 @@ pub fn call<'v>(f: Func, args: &[Value<'v>], arena: &'v Bump) -> Result<Value<'v
             _ => return Err(info.type_error),
         },
         Func::Min | Func::Max => match (args[0], args[1]) {
-            (Value::Int(x), Value::Int(y)) => Value::Int(if f == Func::Min { x.min(y) } else { x.max(y) }),
+            (Value::Int(x), Value::Int(y)) => {
+                Value::Int(if f == Func::Min { x.min(y) } else { x.max(y) })
+            }
             (a, b) => {
                 let (x, y) = as_f64(a).zip(as_f64(b)).ok_or(info.type_error)?;
                 Value::Float(if f == Func::Min { x.min(y) } else { x.max(y) })

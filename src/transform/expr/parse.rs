@@ -86,7 +86,11 @@ pub enum Ast {
     /// `c ? a : b`
     Cond(usize, usize, usize),
     /// `name(args)`; the name's span is `name_span`.
-    Call { name: String, name_span: (usize, usize), args: Vec<usize> },
+    Call {
+        name: String,
+        name_span: (usize, usize),
+        args: Vec<usize>,
+    },
 }
 
 /// A parsed expression: `nodes[root]` is the top; children precede parents.
@@ -113,8 +117,8 @@ struct Lexer<'s> {
 }
 
 const PUNCT: [&str; 20] = [
-    "==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", ",",
-    "?", ":", ".",
+    "==", "!=", "<=", ">=", "&&", "||", "<", ">", "!", "+", "-", "*", "/", "%", "(", ")", ",", "?",
+    ":", ".",
 ];
 
 fn err(offset: usize, len: usize, message: impl Into<String>) -> ExprError {
@@ -324,7 +328,11 @@ impl Parser<'_> {
     }
 
     fn unexpected(&self, wanted: &str) -> ExprError {
-        err(self.start, self.end - self.start, format!("expected {wanted}, found {}", self.describe()))
+        err(
+            self.start,
+            self.end - self.start,
+            format!("expected {wanted}, found {}", self.describe()),
+        )
     }
 
     fn is(&self, p: &str) -> bool {
@@ -373,8 +381,7 @@ impl Parser<'_> {
             return self.unary();
         }
         let mut left = self.binary(level + 1)?;
-        loop {
-            let Tok::Punct(p) = self.tok else { break };
+        while let Tok::Punct(p) = self.tok {
             let Some(&(_, op)) = LEVELS[level].iter().find(|(s, _)| *s == p) else { break };
             self.advance()?;
             let right = self.binary(level + 1)?;
@@ -507,7 +514,10 @@ mod tests {
     #[test]
     fn precedence_and_associativity() {
         assert_eq!(shape("a + b * c - d"), "((a + (b * c)) - d)");
-        assert_eq!(shape("status == 'paid' && amount > 100.0 || x"), "(((status == Str(\"paid\")) && (amount > Float(100.0))) || x)");
+        assert_eq!(
+            shape("status == 'paid' && amount > 100.0 || x"),
+            "(((status == Str(\"paid\")) && (amount > Float(100.0))) || x)"
+        );
         assert_eq!(shape("!a && -b < 3"), "((Not a) && ((Neg b) < Int(3)))");
         assert_eq!(shape("c ? 1 : d ? 2 : 3"), "(c ? Int(1) : (d ? Int(2) : Int(3)))");
         assert_eq!(shape("round(amount * 100)"), "round((amount * Int(100)))");
@@ -516,7 +526,10 @@ mod tests {
 
     #[test]
     fn strings_and_escapes() {
-        assert_eq!(shape(r#""a\"b" + 'c\'d' + "\u{e9}\n""#), "((Str(\"a\\\"b\") + Str(\"c'd\")) + Str(\"é\\n\"))");
+        assert_eq!(
+            shape(r#""a\"b" + 'c\'d' + "\u{e9}\n""#),
+            "((Str(\"a\\\"b\") + Str(\"c'd\")) + Str(\"é\\n\"))"
+        );
     }
 
     #[test]
@@ -533,7 +546,11 @@ mod tests {
             ("1.5x", 0, "invalid number"),
             ("99999999999999999999", 0, "integer out of i64 range"),
             ("a.", 2, "expected a field name after `.`, found the end of the expression"),
-            ("c ? a", 5, "expected `:` of the conditional `c ? a : b`, found the end of the expression"),
+            (
+                "c ? a",
+                5,
+                "expected `:` of the conditional `c ? a : b`, found the end of the expression",
+            ),
         ];
         for (src, offset, message) in cases {
             let e = parse(src).unwrap_err();

@@ -35,7 +35,9 @@ impl RVal {
             (RVal::Null, Value::Null) => true,
             (RVal::Bool(a), Value::Bool(b)) => a == b,
             (RVal::Int(a), Value::Int(b)) => a == b,
-            (RVal::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+            (RVal::Float(a), Value::Float(b)) => {
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+            }
             (RVal::Str(a), Value::Str(b) | Value::Json(b)) => a == b,
             _ => false,
         }
@@ -44,12 +46,16 @@ impl RVal {
 
 type Fields<'f> = &'f dyn Fn(&str) -> RVal;
 
+/// The reference evaluator failed (any runtime error; the reason is not compared).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failed;
+
 /// Evaluates `parsed` with field values from `fields` (metadata reads as null).
-pub fn eval(parsed: &Parsed, fields: Fields<'_>) -> Result<RVal, ()> {
+pub fn eval(parsed: &Parsed, fields: Fields<'_>) -> Result<RVal, Failed> {
     go(parsed, parsed.root, fields)
 }
 
-fn go(p: &Parsed, n: usize, fields: Fields<'_>) -> Result<RVal, ()> {
+fn go(p: &Parsed, n: usize, fields: Fields<'_>) -> Result<RVal, Failed> {
     use RVal::*;
     Ok(match &p.nodes[n] {
         Ast::Lit(Lit::Null) => Null,
@@ -60,19 +66,19 @@ fn go(p: &Parsed, n: usize, fields: Fields<'_>) -> Result<RVal, ()> {
         Ast::Path(path) => fields(path),
         Ast::Unary(UnOp::Not, a) => match go(p, *a, fields)? {
             Bool(b) => Bool(!b),
-            _ => return Err(()),
+            _ => return Err(Failed),
         },
         Ast::Unary(UnOp::Neg, a) => match go(p, *a, fields)? {
-            Int(i) => Int(i.checked_neg().ok_or(())?),
+            Int(i) => Int(i.checked_neg().ok_or(Failed)?),
             Float(f) => Float(-f),
-            _ => return Err(()),
+            _ => return Err(Failed),
         },
         Ast::Binary(op @ (BinOp::And | BinOp::Or), a, b) => {
-            let Bool(x) = go(p, *a, fields)? else { return Err(()) };
+            let Bool(x) = go(p, *a, fields)? else { return Err(Failed) };
             if x == (*op == BinOp::Or) {
                 return Ok(Bool(x));
             }
-            let Bool(y) = go(p, *b, fields)? else { return Err(()) };
+            let Bool(y) = go(p, *b, fields)? else { return Err(Failed) };
             Bool(y)
         }
         Ast::Binary(op, a, b) => {
@@ -94,15 +100,15 @@ fn go(p: &Parsed, n: usize, fields: Fields<'_>) -> Result<RVal, ()> {
     })
 }
 
-fn cond(p: &Parsed, c: usize, a: usize, b: usize, fields: Fields<'_>) -> Result<RVal, ()> {
+fn cond(p: &Parsed, c: usize, a: usize, b: usize, fields: Fields<'_>) -> Result<RVal, Failed> {
     match go(p, c, fields)? {
         RVal::Bool(true) => go(p, a, fields),
         RVal::Bool(false) => go(p, b, fields),
-        _ => Err(()),
+        _ => Err(Failed),
     }
 }
 
-fn binary(op: BinOp, x: RVal, y: RVal) -> Result<RVal, ()> {
+fn binary(op: BinOp, x: RVal, y: RVal) -> Result<RVal, Failed> {
     use RVal::*;
     let eq = match (&x, &y) {
         (Int(a), Int(b)) => a == b,
@@ -114,13 +120,13 @@ fn binary(op: BinOp, x: RVal, y: RVal) -> Result<RVal, ()> {
             _ => false,
         },
     };
-    let ord = || -> Result<Option<std::cmp::Ordering>, ()> {
+    let ord = || -> Result<Option<std::cmp::Ordering>, Failed> {
         match (&x, &y) {
             (Int(a), Int(b)) => Ok(Some(a.cmp(b))),
             (Str(a), Str(b)) => Ok(Some(a.as_bytes().cmp(b.as_bytes()))),
             _ => match (x.num(), y.num()) {
                 (Some(a), Some(b)) => Ok(a.partial_cmp(&b)),
-                _ => Err(()),
+                _ => Err(Failed),
             },
         }
     };
@@ -133,52 +139,50 @@ fn binary(op: BinOp, x: RVal, y: RVal) -> Result<RVal, ()> {
         BinOp::Gt => Bool(ord()? == Some(Greater)),
         BinOp::Ge => Bool(matches!(ord()?, Some(Greater | Equal))),
         BinOp::Add => match (&x, &y) {
-            (Int(a), Int(b)) => Int(a.checked_add(*b).ok_or(())?),
+            (Int(a), Int(b)) => Int(a.checked_add(*b).ok_or(Failed)?),
             (Str(a), Str(b)) => Str(format!("{a}{b}")),
-            _ => Float(x.num().ok_or(())? + y.num().ok_or(())?),
+            _ => Float(x.num().ok_or(Failed)? + y.num().ok_or(Failed)?),
         },
         BinOp::Sub => match (&x, &y) {
-            (Int(a), Int(b)) => Int(a.checked_sub(*b).ok_or(())?),
-            _ => Float(x.num().ok_or(())? - y.num().ok_or(())?),
+            (Int(a), Int(b)) => Int(a.checked_sub(*b).ok_or(Failed)?),
+            _ => Float(x.num().ok_or(Failed)? - y.num().ok_or(Failed)?),
         },
         BinOp::Mul => match (&x, &y) {
-            (Int(a), Int(b)) => Int(a.checked_mul(*b).ok_or(())?),
-            _ => Float(x.num().ok_or(())? * y.num().ok_or(())?),
+            (Int(a), Int(b)) => Int(a.checked_mul(*b).ok_or(Failed)?),
+            _ => Float(x.num().ok_or(Failed)? * y.num().ok_or(Failed)?),
         },
         BinOp::Div => {
-            let (a, b) = (x.num().ok_or(())?, y.num().ok_or(())?);
+            let (a, b) = (x.num().ok_or(Failed)?, y.num().ok_or(Failed)?);
             if b == 0.0 {
-                return Err(());
+                return Err(Failed);
             }
             Float(a / b)
         }
         BinOp::Rem => match (&x, &y) {
-            (Int(a), Int(b)) => Int(a.checked_rem(*b).ok_or(())?),
+            (Int(a), Int(b)) => Int(a.checked_rem(*b).ok_or(Failed)?),
             _ => {
-                let (a, b) = (x.num().ok_or(())?, y.num().ok_or(())?);
+                let (a, b) = (x.num().ok_or(Failed)?, y.num().ok_or(Failed)?);
                 if b == 0.0 {
-                    return Err(());
+                    return Err(Failed);
                 }
                 Float(a % b)
             }
         },
-        BinOp::And | BinOp::Or => return Err(()),
+        BinOp::And | BinOp::Or => return Err(Failed),
     })
 }
 
-fn round_to_int(f: f64) -> Result<RVal, ()> {
-    if f >= -9.223_372_036_854_775_808e18 && f < 9.223_372_036_854_775_808e18 {
-        Ok(RVal::Int(f as i64))
-    } else {
-        Err(())
-    }
+fn round_to_int(f: f64) -> Result<RVal, Failed> {
+    // 2^63, exact as f64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    if (-LIMIT..LIMIT).contains(&f) { Ok(RVal::Int(f as i64)) } else { Err(Failed) }
 }
 
-fn call(name: &str, a: &[RVal]) -> Result<RVal, ()> {
+fn call(name: &str, a: &[RVal]) -> Result<RVal, Failed> {
     use RVal::*;
     let s = |i: usize| match &a[i] {
         Str(s) => Ok(s.as_str()),
-        _ => Err(()),
+        _ => Err(Failed),
     };
     Ok(match (name, a.len()) {
         ("contains", 2) => Bool(s(0)?.contains(s(1)?)),
@@ -191,25 +195,25 @@ fn call(name: &str, a: &[RVal]) -> Result<RVal, ()> {
             Int(i) => Int(*i),
             Float(f) => round_to_int(f.trunc())?,
             Bool(b) => Int(*b as i64),
-            Str(t) => Int(t.trim().parse().map_err(|_| ())?),
-            Null => return Err(()),
+            Str(t) => Int(t.trim().parse().map_err(|_| Failed)?),
+            Null => return Err(Failed),
         },
         ("float", 1) => match &a[0] {
             Int(i) => Float(*i as f64),
             Float(f) => Float(*f),
             Str(t) => match t.trim().parse::<f64>() {
                 Ok(f) if f.is_finite() => Float(f),
-                _ => return Err(()),
+                _ => return Err(Failed),
             },
-            _ => return Err(()),
+            _ => return Err(Failed),
         },
         ("string", 1) => match &a[0] {
             Str(t) => Str(t.clone()),
             Null => Str("null".into()),
             Bool(b) => Str(b.to_string()),
             Int(i) => Str(i.to_string()),
-            Float(f) if f.is_finite() => Str(serde_json::to_string(f).map_err(|_| ())?),
-            Float(_) => return Err(()),
+            Float(f) if f.is_finite() => Str(serde_json::to_string(f).map_err(|_| Failed)?),
+            Float(_) => return Err(Failed),
         },
         ("round" | "floor" | "ceil", 1) => match &a[0] {
             Int(i) => Int(*i),
@@ -218,17 +222,17 @@ fn call(name: &str, a: &[RVal]) -> Result<RVal, ()> {
                 "floor" => f.floor(),
                 _ => f.ceil(),
             })?,
-            _ => return Err(()),
+            _ => return Err(Failed),
         },
         ("abs", 1) => match &a[0] {
-            Int(i) => Int(i.checked_abs().ok_or(())?),
+            Int(i) => Int(i.checked_abs().ok_or(Failed)?),
             Float(f) => Float(f.abs()),
-            _ => return Err(()),
+            _ => return Err(Failed),
         },
         ("min" | "max", 2) => match (&a[0], &a[1]) {
             (Int(x), Int(y)) => Int(if name == "min" { *x.min(y) } else { *x.max(y) }),
             (x, y) => {
-                let (x, y) = (x.num().ok_or(())?, y.num().ok_or(())?);
+                let (x, y) = (x.num().ok_or(Failed)?, y.num().ok_or(Failed)?);
                 Float(if name == "min" { x.min(y) } else { x.max(y) })
             }
         },
@@ -239,7 +243,7 @@ fn call(name: &str, a: &[RVal]) -> Result<RVal, ()> {
                 a[0].clone()
             }
         }
-        _ => return Err(()),
+        _ => return Err(Failed),
     })
 }
 
@@ -253,9 +257,8 @@ pub fn fuzz_check_expression(data: &[u8]) {
     let Ok(src) = std::str::from_utf8(&data[..split]) else { return };
     let payload = data.get(split + 1..).unwrap_or(b"");
     let mut table = FieldTable::new();
-    let mut resolve = |path: &str| {
-        table.add(path).map(|s| (s, Type::ANY)).map_err(|e| e.to_string())
-    };
+    let mut resolve =
+        |path: &str| table.add(path).map(|s| (s, Type::ANY)).map_err(|e| e.to_string());
     let Ok(expr) = Expr::compile(src, &mut resolve) else { return };
     let Ok(parsed) = super::parse::parse(src) else {
         panic!("compiled but does not parse: {src:?}");
@@ -267,7 +270,10 @@ pub fn fuzz_check_expression(data: &[u8]) {
     }
     // Metadata reads as null in the reference; give the message none it could read
     // differently: an empty key reads as "" in the compiled form, so skip those.
-    if ["key", "topic", "partition", "offset", "timestamp", "header."].iter().any(|w| src.contains(w)) {
+    if ["key", "topic", "partition", "offset", "timestamp", "header."]
+        .iter()
+        .any(|w| src.contains(w))
+    {
         return;
     }
     let message = Message::default();
@@ -290,7 +296,7 @@ pub fn fuzz_check_expression(data: &[u8]) {
     let theirs = eval(&parsed, &fields);
     match (&ours, &theirs) {
         (Ok(v), Ok(r)) => assert!(r.same(v), "{src:?}: compiled {v:?} vs reference {r:?}"),
-        (Err(_), Err(())) => {}
+        (Err(_), Err(Failed)) => {}
         _ => panic!("{src:?}: compiled {ours:?} vs reference {theirs:?}"),
     }
 }

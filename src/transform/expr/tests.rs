@@ -25,7 +25,8 @@ fn run(src: &str, payload: &str) -> Result<String, String> {
     run_typed(src, payload, &[])
 }
 
-const ORDER: &str = r#"{"id":7,"status":"paid","amount":123.45,"region":"eu-west","name":"Zoë","n":null,"t":true}"#;
+const ORDER: &str =
+    r#"{"id":7,"status":"paid","amount":123.45,"region":"eu-west","name":"Zoë","n":null,"t":true}"#;
 
 #[test]
 fn evaluates_the_language() {
@@ -136,19 +137,45 @@ fn compile_errors_have_text_position_and_hint() {
     );
     assert_eq!(
         compile_err("status == 1", &[("status", Type::STR)]),
-        (0, 11, "type mismatch: `==` compares values that can never be equal, found string and int".into(), None)
+        (
+            0,
+            11,
+            "type mismatch: `==` compares values that can never be equal, found string and int"
+                .into(),
+            None
+        )
     );
     assert_eq!(
         compile_err("amount > 'x'", &[("amount", Type::FLOAT)]),
-        (0, 12, "type mismatch: `>` needs two numbers or two strings, found float and string".into(), None)
+        (
+            0,
+            12,
+            "type mismatch: `>` needs two numbers or two strings, found float and string".into(),
+            None
+        )
     );
     assert_eq!(
         compile_err("1 && x", &[]),
         (0, 1, "type mismatch: `&&` needs bools, found int".into(), None)
     );
-    assert_eq!(compile_err("contains('a')", &[]), (0, 8, "`contains` takes 2 arguments, found 1".into(), None));
-    assert_eq!(compile_err("round()", &[]), (0, 5, "`round` takes 1 argument, found 0".into(), None));
-    assert_eq!(compile_err("1 / 0", &[]), (0, 5, "this constant expression always fails: division by zero".into(), None));
-    assert_eq!(compile_err("int('x')", &[]).2, "this constant expression always fails: int(): string is not an integer");
-    assert_eq!(compile_err("if(1, 2, 3)", &[]).2, "type mismatch: a condition must be a bool, found int");
+    assert_eq!(
+        compile_err("contains('a')", &[]),
+        (0, 8, "`contains` takes 2 arguments, found 1".into(), None)
+    );
+    assert_eq!(
+        compile_err("round()", &[]),
+        (0, 5, "`round` takes 1 argument, found 0".into(), None)
+    );
+    assert_eq!(
+        compile_err("1 / 0", &[]),
+        (0, 5, "this constant expression always fails: division by zero".into(), None)
+    );
+    assert_eq!(
+        compile_err("int('x')", &[]).2,
+        "this constant expression always fails: int(): string is not an integer"
+    );
+    assert_eq!(
+        compile_err("if(1, 2, 3)", &[]).2,
+        "type mismatch: a condition must be a bool, found int"
+    );
 }
