@@ -364,7 +364,7 @@ impl FieldTable {
     }
 
     /// The child of `node` whose key is `bytes[start..start + len]`.
-    #[inline]
+    #[inline(always)]
     fn lookup(&self, node: u16, bytes: &[u8], start: usize, len: usize) -> Option<&Child> {
         let n = &self.nodes[node as usize];
         let word = key_word(bytes, start, len);
@@ -846,7 +846,10 @@ pub fn extract<'a>(
         let close = if is_object { b'}' } else { b']' };
         if b != close && !first {
             if b == b',' {
-                i = skip_ws(p, i + 1);
+                i += 1;
+                if p.get(i).is_some_and(|&c| c <= b' ') {
+                    i = skip_ws(p, i);
+                }
             } else if is_object {
                 return err(i, "expected `,` or `}` after an object member");
             } else {
@@ -918,11 +921,16 @@ pub fn extract<'a>(
                     }
                 }
             }
-            i = skip_ws(p, i);
-            match p.get(i) {
-                Some(b':') => i = skip_ws(p, i + 1),
-                None => return err(i, "unexpected end of input"),
-                Some(_) => return err(i, "expected `:` after an object key"),
+            // Compact JSON (`"key":value`) skips the whitespace scans.
+            if p.get(i) == Some(&b':') && p.get(i + 1).is_some_and(|&c| c > b' ') {
+                i += 1;
+            } else {
+                i = skip_ws(p, i);
+                match p.get(i) {
+                    Some(b':') => i = skip_ws(p, i + 1),
+                    None => return err(i, "unexpected end of input"),
+                    Some(_) => return err(i, "expected `:` after an object key"),
+                }
             }
         }
         // The value.
