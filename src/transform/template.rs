@@ -322,7 +322,11 @@ pub fn fuzz_check_template(data: &[u8]) {
     let env = Env { slots: &slots, message: &message, topic: "", arena: &arena };
     let mut scratch = Vec::with_capacity(SCRATCH_BYTES);
     let ours = t.render(&env, &mut scratch, &arena);
-    assert_eq!(scratch.capacity(), SCRATCH_BYTES, "rendering grew the scratch buffer (a heap allocation)");
+    assert_eq!(
+        scratch.capacity(),
+        SCRATCH_BYTES,
+        "rendering grew the scratch buffer (a heap allocation)"
+    );
 
     // Naive substitution: find `${`, the next `}`, split off `:-`.
     let value_text = |name: &str| -> Result<Option<String>, ()> {
