@@ -18,8 +18,9 @@
 
 use super::ExprError;
 
-/// Deepest nesting of parentheses, unary operators and calls. The parser and the
-/// evaluator recurse once per level; 64 levels is far beyond a readable expression.
+/// Deepest expression tree (parentheses, operators, calls; `a + a + a` is 3 deep).
+/// The parser, the compiler and the evaluator recurse once per level, so this bounds
+/// their stack use; 64 levels is far beyond a readable expression.
 pub const NESTING_DEPTH_MAX: usize = 64;
 /// Most AST nodes in one expression; node indices are `u16`.
 pub const NODES_MAX: usize = 4096;
@@ -276,6 +277,7 @@ pub fn parse(src: &str) -> Result<Parsed, ExprError> {
         end: 0,
         out: Parsed { nodes: Vec::new(), spans: Vec::new(), root: 0 },
         depth: 0,
+        depths: Vec::new(),
     };
     p.advance()?;
     if p.tok == Tok::End {
@@ -296,6 +298,8 @@ struct Parser<'s> {
     end: usize,
     out: Parsed,
     depth: usize,
+    /// Tree depth of each node in `out.nodes` (a leaf is 1).
+    depths: Vec<u16>,
 }
 
 impl Parser<'_> {
@@ -311,6 +315,20 @@ impl Parser<'_> {
         if self.out.nodes.len() >= NODES_MAX {
             return Err(err(span.0, span.1 - span.0, "expression too large"));
         }
+        // Tree depth, not only parenthesis depth: `a + a + ... + a` is left-deep, and
+        // the compiler and the evaluator recurse once per level.
+        let children: &[usize] = match &node {
+            Ast::Lit(_) | Ast::Path(_) => &[],
+            Ast::Unary(_, a) => std::slice::from_ref(a),
+            Ast::Binary(_, a, b) => &[*a, *b],
+            Ast::Cond(c, a, b) => &[*c, *a, *b],
+            Ast::Call { args, .. } => args,
+        };
+        let depth = 1 + children.iter().map(|&c| self.depths[c] as usize).max().unwrap_or(0);
+        if depth > NESTING_DEPTH_MAX {
+            return Err(err(span.0, span.1 - span.0, "expression nested deeper than 64 levels"));
+        }
+        self.depths.push(depth as u16);
         self.out.nodes.push(node);
         self.out.spans.push(span);
         Ok(self.out.nodes.len() - 1)
@@ -558,5 +576,9 @@ mod tests {
         }
         let deep = format!("{}1{}", "(".repeat(100), ")".repeat(100));
         assert_eq!(parse(&deep).unwrap_err().message, "expression nested deeper than 64 levels");
+        // Found by the expression fuzzer: a long operator chain is deep too.
+        let chain = vec!["a"; 5000].join(" + ");
+        assert_eq!(parse(&chain).unwrap_err().message, "expression nested deeper than 64 levels");
+        assert!(parse(&vec!["a"; 60].join(" + ")).is_ok());
     }
 }

@@ -1,5 +1,5 @@
-//! Replays the committed fuzz corpus and every saved crash of the duration and size
-//! targets through the same invariant checks the fuzzer runs, under plain
+//! Replays the committed fuzz corpus and every saved crash of every fuzz target
+//! through the same invariant checks the fuzzer runs, under plain
 //! `cargo test` (no nightly, no libFuzzer).
 
 use std::path::Path;
@@ -42,4 +42,10 @@ fn duration_corpus_holds_every_invariant() {
 fn size_corpus_holds_every_invariant() {
     let replayed = replay("size", corestream::parse::size::fuzz_check_size);
     assert!(replayed >= SEEDS_MIN, "only {replayed} size inputs replayed");
+}
+
+#[test]
+fn frame_corpus_holds_every_invariant() {
+    let replayed = replay("frame", corestream::ring::frame::fuzz_check_frame);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} frame inputs replayed");
 }
