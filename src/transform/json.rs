@@ -15,7 +15,7 @@
 //!
 //! No tree is built and nothing is allocated from the heap; the bounds are the named
 //! constants below. The measurement that chose this scanner over sonic-rs, simd-json
-//! and serde_json is `benches/json_access.rs` (figures in `benches/README.md`).
+//! and serde_json is `benches/compare_json_access.rs` (figures in `benches/README.md`).
 //!
 //! Differences from `serde_json::from_slice::<Value>` (checked by the `json_path` fuzz
 //! target): numbers out of range are accepted by the scan and rejected when read;

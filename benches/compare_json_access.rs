@@ -18,10 +18,10 @@
 //!
 //! ```text
 //! python3 ../shared/bench/make_orders.py --count 1000000 --seed 42 > /tmp/orders.ndjson
-//! cargo bench --no-default-features --bench json_access -- /tmp/orders.ndjson
+//! cargo bench --no-default-features --bench compare_json_access -- /tmp/orders.ndjson
 //! # instructions per message for one method (difference of two runs):
 //! for r in 1 3; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-//!     target/release/deps/json_access-* /tmp/orders.ndjson --lines 20000 --repeat $r \
+//!     target/release/deps/compare_json_access-* /tmp/orders.ndjson --lines 20000 --repeat $r \
 //!     --only corestream; done   # (Ir(3) - Ir(1)) / 40000 = instructions per message
 //! ```
 
