@@ -17,7 +17,7 @@
 //! allocator. Run:
 //!
 //! ```text
-//! python3 ../shared/bench/make_orders.py --count 1000000 --seed 42 > /tmp/orders.ndjson
+//! python3 benches/data/make_orders.py --count 1000000 --seed 42 > /tmp/orders.ndjson
 //! cargo bench --no-default-features --bench compare_json_access -- /tmp/orders.ndjson
 //! # instructions per message for one method (difference of two runs):
 //! for r in 1 3; do valgrind --tool=callgrind --callgrind-out-file=/dev/null \
@@ -259,7 +259,7 @@ fn main() {
         }
     }
     let data = std::fs::read(&path).unwrap_or_else(|e| {
-        eprintln!("cannot read {path}: {e}\ngenerate it: python3 ../shared/bench/make_orders.py --count 1000000 --seed 42 > /tmp/orders.ndjson");
+        eprintln!("cannot read {path}: {e}\ngenerate it: python3 benches/data/make_orders.py --count 1000000 --seed 42 > /tmp/orders.ndjson");
         std::process::exit(2);
     });
     let lines: Vec<&[u8]> =

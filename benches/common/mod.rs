@@ -57,7 +57,7 @@ pub fn args() -> Args {
 pub fn load(args: &Args) -> Vec<u8> {
     let data = std::fs::read(&args.path).unwrap_or_else(|e| {
         eprintln!(
-            "cannot read {}: {e}\nmake it: python3 ../shared/bench/make_orders.py --count 1000000 --seed 42 > /tmp/orders.ndjson",
+            "cannot read {}: {e}\nmake it: python3 benches/data/make_orders.py --count 1000000 --seed 42 > /tmp/orders.ndjson",
             args.path
         );
         std::process::exit(2);

@@ -1,4 +1,4 @@
-//! The generator source: synthetic orders like `shared/bench/make_orders.py`'s,
+//! The generator source: synthetic orders like `benches/data/make_orders.py`'s,
 //! with a count, a rate limit, a key cardinality and a message size.
 //!
 //! At start it renders a pool of order bodies (region, status, amount, currency,
