@@ -25,8 +25,8 @@ use crate::ring::ring;
 use crate::sink::dead_letter::{DeadLetter, LogDeadLetter};
 use crate::sink::{Resilience, ResilientSinkFactory, SinkFactory};
 use crate::source::{Ingest, IngestParts, IngestSettings, Routing, Source, SourceError};
-use crate::sync::Arc;
 use crate::worker::{BatchSizing, Placement, Worker, WorkerError, WorkerReport};
+use std::sync::Arc;
 
 /// Engine settings. Every field has a default; [`EngineSettings::validate`] refuses
 /// impossible combinations before anything starts.

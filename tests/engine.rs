@@ -206,7 +206,10 @@ fn impossible_settings_are_refused_before_starting() {
 }
 
 /// Collects every payload (for checking the generator's output).
-struct Collect(Arc<std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>>);
+/// (key, payload) pairs seen by the processor.
+type Seen = Arc<std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+struct Collect(Seen);
 
 impl Processor for Collect {
     fn process<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>) {

@@ -49,3 +49,32 @@ fn frame_corpus_holds_every_invariant() {
     let replayed = replay("frame", corestream::ring::frame::fuzz_check_frame);
     assert!(replayed >= SEEDS_MIN, "only {replayed} frame inputs replayed");
 }
+
+#[test]
+fn template_corpus_holds_every_invariant() {
+    let replayed = replay("template", corestream::transform::template::fuzz_check_template);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} template inputs replayed");
+}
+
+#[test]
+fn expression_corpus_holds_every_invariant() {
+    let replayed =
+        replay("expression", corestream::transform::expr::reference::fuzz_check_expression);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} expression inputs replayed");
+}
+
+#[test]
+fn json_path_corpus_holds_every_invariant() {
+    let replayed = replay("json_path", corestream::transform::json::fuzz_check_json_path);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} json_path inputs replayed");
+}
+
+/// The checks are not vacuous: a wrong answer is caught.
+#[test]
+#[should_panic(expected = "invariant violated")]
+fn replay_reports_a_violation() {
+    fn always_fails(_: &[u8]) {
+        panic!("planted");
+    }
+    replay("template", always_fails);
+}

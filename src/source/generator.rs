@@ -1,4 +1,4 @@
-//! The generator source: synthetic orders like `shared/bench/make_orders.py`'s,
+//! The generator source: synthetic orders like `benches/data/make_orders.py`'s,
 //! with a count, a rate limit, a key cardinality and a message size.
 //!
 //! At start it renders a pool of order bodies (region, status, amount, currency,
@@ -200,8 +200,11 @@ impl GeneratorSource {
         let mut prefix = [0u8; PREFIX_BYTES_MAX];
         let mut at = 0;
         put(&mut prefix, &mut at, HEAD);
-        #[cfg(debug_assertions)]
-        assert_eq!(self.id_text.as_bytes(), write_decimal_string(id).as_bytes());
+        debug_assert!({
+            let mut expected = [0u8; 20];
+            let len = write_decimal(&mut expected, id);
+            self.id_text.as_bytes() == &expected[..len]
+        });
         let digits = self.id_text.as_bytes();
         prefix[at..at + digits.len()].copy_from_slice(digits);
         at += digits.len();
@@ -279,11 +282,6 @@ impl DecimalCounter {
         // Wrapped past 20 digits: cannot happen for u64 ids below 10^20.
         *self = DecimalCounter::new(0);
     }
-}
-
-#[cfg(debug_assertions)]
-fn write_decimal_string(n: u64) -> String {
-    n.to_string()
 }
 
 /// Writes `n` in decimal at the start of `out` (at least 20 bytes); returns the length.

@@ -23,8 +23,8 @@ use crate::metrics::{Counter, LocalCounts, ShardedCounters};
 use crate::retry::ErrorCategory;
 use crate::ring::{Producer, PushError};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
-use crate::sync::Arc;
 use crate::wait::Waiter;
+use std::sync::Arc;
 
 use progress::Progress;
 

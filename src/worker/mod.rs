@@ -29,8 +29,8 @@ use crate::processor::{Emit, Failure, Processor};
 use crate::ring::{Consumer, ReadBatch};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
 use crate::sink::{Sink, SinkError};
-use crate::sync::Arc;
 use crate::wait::Waiter;
+use std::sync::Arc;
 
 pub use batch_size::{BatchSizer, BatchSizing};
 pub use pin::{Pinned, Placement};
