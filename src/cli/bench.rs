@@ -163,7 +163,12 @@ pub fn run(args: &BenchArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let expected = if args.input.is_some() { None } else { Some(args.messages) };
+    // The steady-state window is measured in messages for the generator and in
+    // input bytes for a file (its length is known up front).
+    let expected = match &args.input {
+        None => Some((Counter::MessagesIn, args.messages)),
+        Some(path) => std::fs::metadata(path).ok().map(|m| (Counter::BytesIn, m.len())),
+    };
     let started = Instant::now();
     let allocations_at_start = alloc::allocations();
     let running = match Engine::new(settings, source, processors, Arc::new(NullSinkFactory)).start()
@@ -180,8 +185,8 @@ pub fn run(args: &BenchArgs) -> i32 {
     let mut window: (Option<Sample>, Option<Sample>) = (None, None);
     while !running.is_finished() {
         std::thread::sleep(Duration::from_micros(500));
-        if let Some(total) = expected {
-            let done = running.metrics().counters().sum(Counter::MessagesIn);
+        if let Some((counter, total)) = expected {
+            let done = running.metrics().counters().sum(counter);
             if window.0.is_none() && done >= total / 10 {
                 window.0 = Some((done, alloc::allocations()));
             } else if window.0.is_some() && window.1.is_none() && done >= total / 10 * 9 {
@@ -242,7 +247,7 @@ pub fn run(args: &BenchArgs) -> i32 {
     };
     if args.json {
         match serde_json::to_string(&result) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => out!("{json}"),
             Err(e) => {
                 eprintln!("corestream bench: cannot encode the result: {e}");
                 return EXIT_RUNTIME;
@@ -255,11 +260,14 @@ pub fn run(args: &BenchArgs) -> i32 {
 }
 
 fn print_text(r: &BenchResult) {
-    println!(
+    out!(
         "corestream bench: {} -> {} -> null, {} worker(s), batch {}",
-        r.source, r.processor, r.workers, r.batch_records
+        r.source,
+        r.processor,
+        r.workers,
+        r.batch_records
     );
-    println!(
+    out!(
         "  {} messages in {:.3}s: {} msgs/s, {}B/s (mean {:.0} B/message)",
         r.messages,
         r.seconds,
@@ -267,7 +275,7 @@ fn print_text(r: &BenchResult) {
         human(r.bytes_per_sec),
         r.message_bytes_mean
     );
-    println!(
+    out!(
         "  latency ingest->sink: p50 {}  p99 {}  p99.9 {}  max {}",
         human_ns(r.latency_ns.p50),
         human_ns(r.latency_ns.p99),
@@ -275,13 +283,13 @@ fn print_text(r: &BenchResult) {
         human_ns(r.latency_ns.max)
     );
     match r.allocations_per_message {
-        Some(a) => println!("  allocations per message: {a:.4} ({})", r.allocation_window),
+        Some(a) => out!("  allocations per message: {a:.4} ({})", r.allocation_window),
         None => {
-            println!("  allocations per message: not measured (counting allocator not installed)")
+            out!("  allocations per message: not measured (counting allocator not installed)")
         }
     }
-    println!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
+    out!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
     for w in &r.per_worker {
-        println!("  worker {}: {} messages ({:.1}%)", w.worker, w.messages, w.share * 100.0);
+        out!("  worker {}: {} messages ({:.1}%)", w.worker, w.messages, w.share * 100.0);
     }
 }

@@ -7,6 +7,15 @@
 //! - 3: an input, output or dead-letter file cannot be opened
 //! - 130: a second SIGINT/SIGTERM during shutdown (immediate exit)
 
+// Defined before the submodules so they can use it.
+/// Prints like `println!`; a closed stdout (`| head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod bench;
 pub mod report;
 
@@ -168,18 +177,18 @@ fn validate(path: &std::path::Path) -> i32 {
         Ok(_) => crate::transform::describe_steps(&config.steps, &config.text),
         Err(e) => return build_error(e),
     };
-    println!("{}: valid", path.display());
-    println!("engine: {:?}", config.engine);
-    println!("source: {:?}", config.source);
-    println!("processor chain:\n{chain}");
-    println!("sink: {:?}", config.sink);
+    out!("{}: valid", path.display());
+    out!("engine: {:?}", config.engine);
+    out!("source: {:?}", config.source);
+    out!("processor chain:\n{chain}");
+    out!("sink: {:?}", config.sink);
     match &config.dead_letter {
-        Some(d) => println!("dead_letter: {d:?}"),
-        None => println!(
+        Some(d) => out!("dead_letter: {d:?}"),
+        None => out!(
             "dead_letter: none (failures are counted and the first {} logged)",
             crate::sink::dead_letter::DEAD_LETTER_LOG_MAX
         ),
     }
-    println!("retry (effective, with where each value came from):\n{}", config.retry);
+    out!("retry (effective, with where each value came from):\n{}", config.retry);
     EXIT_OK
 }
