@@ -178,12 +178,14 @@ fn validate(path: &std::path::Path) -> i32 {
         Err(e) => return build_error(e),
     };
     out!("{}: valid", path.display());
-    out!("engine: {:?}", config.engine);
-    out!("source: {:?}", config.source);
+    out!("engine: {}", crate::config::DisplayEngine(&config.engine));
+    out!("source: {}", config.source);
     out!("processor chain:\n{chain}");
-    out!("sink: {:?}", config.sink);
+    out!("sink: {}", config.sink);
     match &config.dead_letter {
-        Some(d) => out!("dead_letter: {d:?}"),
+        Some(crate::config::DeadLetterSpec::File { path }) => {
+            out!("dead_letter: file {}", path.display())
+        }
         None => out!(
             "dead_letter: none (failures are counted and the first {} logged)",
             crate::sink::dead_letter::DEAD_LETTER_LOG_MAX
