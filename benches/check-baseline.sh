@@ -13,7 +13,7 @@ else
   mode=(--baseline=committed "--callgrind-limits=ir=10%")
 fi
 benches=$(awk '/^\[\[bench\]\]/ {getline; gsub(/name = |"/, ""); print}' Cargo.toml \
-  | grep -v -e '^ring_throughput$' -e '^compare_' -e '^kafka_' -e '^json_access$')
+  | grep -v -e '^ring_throughput$' -e '^compare_' -e '^kafka_')
 for bench in $benches; do
   cargo bench --no-default-features --bench "$bench" -- --home="$home" "${mode[@]}"
 done

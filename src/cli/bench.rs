@@ -181,7 +181,12 @@ pub fn run(args: &BenchArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let expected = if args.input.is_some() { None } else { Some(args.messages) };
+    // The steady-state window is measured in messages for the generator and in
+    // input bytes for a file (its length is known up front).
+    let expected = match &args.input {
+        None => Some((Counter::MessagesIn, args.messages)),
+        Some(path) => std::fs::metadata(path).ok().map(|m| (Counter::BytesIn, m.len())),
+    };
     let started = Instant::now();
     let allocations_at_start = alloc::allocations();
     let sink: Arc<dyn crate::sink::SinkFactory> = match &args.output {
@@ -227,8 +232,8 @@ pub fn run(args: &BenchArgs) -> i32 {
     let mut window: (Option<Sample>, Option<Sample>) = (None, None);
     while !running.is_finished() {
         std::thread::sleep(Duration::from_micros(500));
-        if let Some(total) = expected {
-            let done = running.metrics().counters().sum(Counter::MessagesIn);
+        if let Some((counter, total)) = expected {
+            let done = running.metrics().counters().sum(counter);
             if window.0.is_none() && done >= total / 10 {
                 window.0 = Some((done, alloc::allocations()));
             } else if window.0.is_some() && window.1.is_none() && done >= total / 10 * 9 {
@@ -301,7 +306,7 @@ pub fn run(args: &BenchArgs) -> i32 {
     };
     if args.json {
         match serde_json::to_string(&result) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => out!("{json}"),
             Err(e) => {
                 eprintln!("corestream bench: cannot encode the result: {e}");
                 return EXIT_RUNTIME;
@@ -314,11 +319,15 @@ pub fn run(args: &BenchArgs) -> i32 {
 }
 
 fn print_text(r: &BenchResult) {
-    println!(
+    out!(
         "corestream bench: {} -> {} -> {}, {} worker(s), batch {}",
-        r.source, r.processor, r.sink, r.workers, r.batch_records
+        r.source,
+        r.processor,
+        r.sink,
+        r.workers,
+        r.batch_records
     );
-    println!(
+    out!(
         "  {} messages in {:.3}s: {} msgs/s, {}B/s (mean {:.0} B/message)",
         r.messages,
         r.seconds,
@@ -326,7 +335,7 @@ fn print_text(r: &BenchResult) {
         human(r.bytes_per_sec),
         r.message_bytes_mean
     );
-    println!(
+    out!(
         "  latency ingest->sink: p50 {}  p99 {}  p99.9 {}  max {}",
         human_ns(r.latency_ns.p50),
         human_ns(r.latency_ns.p99),
@@ -334,14 +343,14 @@ fn print_text(r: &BenchResult) {
         human_ns(r.latency_ns.max)
     );
     match r.allocations_per_message {
-        Some(a) => println!("  allocations per message: {a:.4} ({})", r.allocation_window),
+        Some(a) => out!("  allocations per message: {a:.4} ({})", r.allocation_window),
         None => {
-            println!("  allocations per message: not measured (counting allocator not installed)")
+            out!("  allocations per message: not measured (counting allocator not installed)")
         }
     }
-    println!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
+    out!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
     for w in &r.per_worker {
-        println!(
+        out!(
             "  worker {}: {} messages ({:.1}%), batch size now {}",
             w.worker,
             w.messages,

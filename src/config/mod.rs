@@ -751,3 +751,74 @@ fn dead_letter_spec(
 
 #[cfg(test)]
 mod tests;
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Generator(g) => write!(
+                f,
+                "generator: count {}, rate {}, keys {}, message_bytes {}, seed {}",
+                g.count.map_or("unlimited".to_string(), |c| c.to_string()),
+                g.rate_per_sec.map_or("unlimited".to_string(), |r| format!("{r}/s")),
+                g.keys,
+                g.message_bytes,
+                g.seed
+            ),
+            SourceSpec::File { path, checkpoint, checkpoint_interval } => {
+                write!(f, "file {}", path.display())?;
+                match checkpoint {
+                    Some(c) => write!(
+                        f,
+                        ", checkpoint {} every {}",
+                        c.display(),
+                        crate::parse::duration::DisplayDuration(*checkpoint_interval)
+                    ),
+                    None => write!(f, ", no checkpoint (a restart reads from the start)"),
+                }
+            }
+            SourceSpec::Stdin => write!(f, "stdin (no checkpoint)"),
+        }
+    }
+}
+
+impl std::fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkSpec::Null => write!(f, "null"),
+            SinkSpec::Stdout { buffer_bytes, writer } => {
+                write!(
+                    f,
+                    "stdout, buffer {}; {writer}",
+                    crate::parse::size::DisplaySize(*buffer_bytes as u64)
+                )
+            }
+            SinkSpec::File { path, append, fsync, buffer_bytes, writer } => write!(
+                f,
+                "file {} ({}, {}, buffer {}); {writer}",
+                path.display(),
+                if *append { "append" } else { "truncate" },
+                if *fsync { "fsync on flush" } else { "no fsync" },
+                crate::parse::size::DisplaySize(*buffer_bytes as u64)
+            ),
+        }
+    }
+}
+
+/// The engine settings as `validate` prints them.
+pub struct DisplayEngine<'a>(pub &'a EngineSettings);
+
+impl std::fmt::Display for DisplayEngine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.0;
+        write!(
+            f,
+            "{} worker(s) {}, ring {} each, batch {} records, record_bytes_max {}, arena {}",
+            e.workers,
+            if e.placement == Placement::PinPerCore { "pinned one per core" } else { "unpinned" },
+            crate::parse::size::DisplaySize(e.ring_bytes as u64),
+            e.batch_records,
+            crate::parse::size::DisplaySize(e.record_bytes_max as u64),
+            crate::parse::size::DisplaySize(e.arena_bytes as u64)
+        )
+    }
+}

@@ -176,6 +176,33 @@ impl WriterSettings {
     }
 }
 
+impl std::fmt::Display for WriterSettings {
+    /// One line for `corestream validate`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::parse::duration::DisplayDuration as D;
+        write!(
+            f,
+            "write at {} outputs or {}",
+            self.flush_records,
+            crate::parse::size::DisplaySize(self.flush_bytes as u64)
+        )?;
+        match self.linger {
+            Some(linger) => write!(f, " or {} old", D(linger))?,
+            None => write!(f, " or when idle")?,
+        }
+        if self.dedup {
+            write!(f, ", latest output per key")?;
+        }
+        if let Compression::Zstd { level } = self.compression {
+            write!(f, ", zstd level {level} frame per write")?;
+        }
+        match self.timeout {
+            Some(timeout) => write!(f, ", on an I/O thread with a {} timeout", D(timeout)),
+            None => write!(f, ", inline (no timeout)"),
+        }
+    }
+}
+
 /// Where the bytes go.
 enum Target {
     File {

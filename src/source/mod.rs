@@ -128,8 +128,11 @@ pub struct Ingest {
     /// Round-robin state for keyless messages: current worker and records left.
     round_robin_worker: usize,
     round_robin_left: usize,
-    /// Engine clock at the last flush: the ingest time stamped on messages.
+    /// Engine clock read at the first push after a flush: the ingest time stamped
+    /// on the messages of one source batch (one clock read per batch).
     now_ns: u64,
+    /// True after a flush: the next push reads the clock.
+    clock_stale: bool,
     waiter: Waiter,
     stop: Arc<AtomicBool>,
     counters: Arc<ShardedCounters>,
@@ -161,7 +164,8 @@ impl Ingest {
             settings: parts.settings,
             round_robin_worker: 0,
             round_robin_left: parts.settings.batch_records,
-            now_ns: clock::now_ns(),
+            now_ns: 0,
+            clock_stale: true,
             waiter: Waiter::default(),
             stop: parts.stop,
             counters: parts.counters,
@@ -230,6 +234,12 @@ impl Ingest {
         let worker = self.route(message);
         if self.progress.as_ref().is_some_and(Progress::is_full) {
             self.wait_for_progress_room();
+        }
+        if self.clock_stale {
+            // The batch starts now (a rate-limited source may have slept since the
+            // last flush: that time is not the message's latency).
+            self.now_ns = clock::now_ns();
+            self.clock_stale = false;
         }
         let mut record = *message;
         record.meta.ingest_ns = self.now_ns;
@@ -333,7 +343,7 @@ impl Ingest {
         for producer in &mut self.producers {
             producer.commit();
         }
-        self.now_ns = clock::now_ns();
+        self.clock_stale = true;
         self.local.publish(self.counters.shard(self.shard));
     }
 
