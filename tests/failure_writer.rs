@@ -147,6 +147,12 @@ impl Bench {
     }
 }
 
+/// Batching is checked inline (no I/O thread), so a write has happened by the time
+/// `write_batch` returns and the assertions do not race with a thread.
+fn inline(settings: WriterSettings) -> WriterSettings {
+    WriterSettings { timeout: None, ..settings }
+}
+
 fn gated_open() -> GatedWriter {
     let gate = GatedWriter::new(false);
     gate.open();
@@ -159,7 +165,7 @@ fn flush_on_count_bytes_and_linger() {
     // pass the count sends what is buffered first.
     let gate = gated_open();
     let factory = WriterSinkFactory::writer("w", Box::new(gate.clone()), 1 << 20)
-        .settings(WriterSettings { flush_records: 3, ..WriterSettings::new(1 << 20) })
+        .settings(inline(WriterSettings { flush_records: 3, ..WriterSettings::new(1 << 20) }))
         .unwrap();
     let mut b = Bench::new(&factory);
     b.write(0, &[b"", b""], &[b"a", b"b"]);
@@ -174,7 +180,9 @@ fn flush_on_count_bytes_and_linger() {
 
     // Bytes: 8-byte threshold; a batch that would pass it sends the buffer first.
     let gate = gated_open();
-    let factory = WriterSinkFactory::writer("w", Box::new(gate.clone()), 8);
+    let factory = WriterSinkFactory::writer("w", Box::new(gate.clone()), 8)
+        .settings(inline(WriterSettings::new(8)))
+        .unwrap();
     let mut b = Bench::new(&factory);
     b.write(0, &[b""], &[b"abc"]); // 4 bytes
     b.write(1, &[b""], &[b"defgh"]); // 4 + 6 > 8: "abc\n" goes out first

@@ -69,9 +69,13 @@ pub struct BenchArgs {
     /// Write the outputs to this file (the file sink) instead of the null sink.
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// With --output: write on a per-worker I/O thread with this timeout ("10s").
-    #[arg(long, value_parser = parse_duration_arg, requires = "output")]
+    /// With --output: the write timeout (default 30s; writes run on a per-worker
+    /// I/O thread).
+    #[arg(long, value_parser = parse_duration_arg, requires = "output", conflicts_with = "sink_inline")]
     pub sink_timeout: Option<Duration>,
+    /// With --output: write inline on the worker thread, without a timeout.
+    #[arg(long, requires = "output")]
+    pub sink_inline: bool,
     /// Adapt each worker's batch size toward this batch time ("1ms").
     #[arg(long, value_parser = parse_duration_arg)]
     pub batch_time_target: Option<Duration>,
@@ -194,7 +198,12 @@ pub fn run(args: &BenchArgs) -> i32 {
         Some(path) => {
             let mut writer =
                 crate::sink::writer::WriterSettings::new(crate::limits::SINK_BUFFER_BYTES_DEFAULT);
-            writer.timeout = args.sink_timeout;
+            if let Some(timeout) = args.sink_timeout {
+                writer.timeout = Some(timeout);
+            }
+            if args.sink_inline {
+                writer.timeout = None;
+            }
             match crate::sink::writer::WriterSinkFactory::file(
                 path,
                 false,
@@ -292,14 +301,14 @@ pub fn run(args: &BenchArgs) -> i32 {
         source: source_name,
         sink: match &args.output {
             None => "null".to_string(),
-            Some(path) => match args.sink_timeout {
-                None => format!("file {}", path.display()),
-                Some(t) => format!(
-                    "file {} (I/O thread, timeout {})",
-                    path.display(),
-                    crate::parse::duration::DisplayDuration(t)
-                ),
-            },
+            Some(path) if args.sink_inline => format!("file {} (inline)", path.display()),
+            Some(path) => format!(
+                "file {} (I/O thread, timeout {})",
+                path.display(),
+                crate::parse::duration::DisplayDuration(
+                    args.sink_timeout.unwrap_or(crate::sink::writer::WRITE_TIMEOUT_DEFAULT)
+                )
+            ),
         },
         batch_records: settings.batch_records,
         pinned: !args.unpinned,

@@ -29,7 +29,7 @@
 //! dedup = false                 # keep only the latest output per key per write
 //! compression = "zstd"          # file only: one zstd frame per write
 //! compression_level = 1
-//! timeout = "10s"               # file/stdout: writes on an I/O thread, timed
+//! timeout = "30s"               # file/stdout (default 30s; "off": write inline)
 //! breaker_failures = 5          # any sink: circuit breaker
 //! breaker_cool_down = "30s"
 //!
@@ -212,7 +212,7 @@ struct RawSink {
     dedup: Option<Spanned<bool>>,
     compression: Option<Spanned<String>>,
     compression_level: Option<Spanned<i64>>,
-    timeout: Option<Spanned<DurationValue>>,
+    timeout: Option<Spanned<String>>,
     breaker_failures: Option<Spanned<u64>>,
     breaker_cool_down: Option<Spanned<DurationValue>>,
 }
@@ -622,7 +622,19 @@ fn writer_settings(s: &RawSink, flush_bytes: usize) -> Result<WriterSettings, Di
     }
     settings.linger = s.linger.as_ref().map(|d| d.get_ref().0);
     settings.dedup = s.dedup.as_ref().is_some_and(|d| *d.get_ref());
-    settings.timeout = s.timeout.as_ref().map(|d| d.get_ref().0);
+    if let Some(t) = &s.timeout {
+        settings.timeout = match t.get_ref().as_str() {
+            "off" => None,
+            text => Some(crate::parse::duration::parse_duration(text).map_err(|e| {
+                let at = t.span().start + 1 + e.offset;
+                Diagnostic::new(
+                    Some(at..at + e.len.max(1)),
+                    format!("invalid duration \"{text}\": {}\n{}", e.reason, e.caret(text)),
+                )
+                .hint("a duration such as \"30s\", or \"off\" to write inline without a timeout")
+            })?),
+        };
+    }
     settings.compression = match &s.compression {
         None => Compression::None,
         Some(c) => match c.get_ref().as_str() {

@@ -245,3 +245,24 @@ fn adaptive_batch_keys_and_their_errors() {
     ));
     assert!(e.contains("engine.batch_records_max: 100000 is above the limit of 65536"), "{e}");
 }
+
+#[test]
+fn sink_timeout_defaults_to_30s_and_off_writes_inline() {
+    let file = |extra: &str| {
+        let text =
+            format!("[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = \"o\"\n{extra}");
+        match parse(&text).unwrap().sink {
+            SinkSpec::File { writer, .. } => writer.timeout,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(file(""), Some(Duration::from_secs(30)));
+    assert_eq!(file("timeout = \"off\"\n"), None);
+    assert_eq!(file("timeout = \"1m30s\"\n"), Some(Duration::from_secs(90)));
+    let e = error("[source]\ntype = \"stdin\"\n[sink]\ntype = \"stdout\"\ntimeout = \"5 s\"\n");
+    assert!(
+        e.contains("invalid duration \"5 s\"") && e.contains("or \"off\" to write inline"),
+        "{e}"
+    );
+    assert!(e.contains("p.toml:5:"), "{e}");
+}
