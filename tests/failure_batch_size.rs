@@ -109,7 +109,6 @@ fn bounds_that_exclude_the_start_size_refuse_to_start() {
         time_target: Duration::from_millis(1),
     })
     .run()
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(err.to_string().contains("batch_records: the starting size 64 is outside"), "{err}");
 }
