@@ -71,7 +71,8 @@ impl std::error::Error for SinkError {}
 pub trait Sink: Send {
     /// Accepts the outputs of one batch and takes over its ticket: the sink must
     /// eventually release it (`Acker::done`) exactly once per hold. `outputs` may be
-    /// empty (everything was filtered): the ticket still has to be released.
+    /// empty (everything was filtered, or the batch was dead-lettered): the ticket
+    /// still has to be released, and such a write must not fail.
     fn write(&mut self, outputs: &[Output<'_>], ticket: Ticket) -> Result<(), SinkError>;
 
     /// As [`Sink::write`], with the batch's inputs (`outputs[i].input` indexes

@@ -216,6 +216,8 @@ enum Target {
         fsync: bool,
         /// Bytes of complete writes: a failed write is cut back to this length.
         len: u64,
+        /// A regular file (only those can be cut back; not `/dev/...` or a FIFO).
+        regular: bool,
     },
     Stdout,
     /// Any writer (a socket, a pipe, a test double).
@@ -228,7 +230,7 @@ enum Target {
 impl Target {
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
-            Target::File { file, len, .. } => match file.write_all(bytes) {
+            Target::File { file, path, len, regular, .. } => match file.write_all(bytes) {
                 Ok(()) => {
                     *len += bytes.len() as u64;
                     Ok(())
@@ -236,16 +238,20 @@ impl Target {
                 Err(error) => {
                     // Cut back a partial write so the file holds complete lines (and
                     // complete compression frames) only.
-                    let cut = file.set_len(*len).and_then(|()| file.seek(SeekFrom::Start(*len)));
-                    match cut {
-                        Ok(_) => Err(error),
-                        Err(cut_error) => Err(std::io::Error::new(
-                            error.kind(),
-                            format!(
-                                "{error} (and cutting the partial write back failed: {cut_error})"
-                            ),
-                        )),
+                    if *regular
+                        && let Err(cut_error) =
+                            file.set_len(*len).and_then(|()| file.seek(SeekFrom::Start(*len)))
+                    {
+                        // Reported on its own line: folded into the write error, its
+                        // text would take part in categorising that error.
+                        eprintln!(
+                            "corestream: {}: a failed write could not be cut back to {} bytes \
+                             ({cut_error}); the file may end with a partial line",
+                            path.display(),
+                            len
+                        );
                     }
+                    Err(error)
                 }
             },
             Target::Stdout => {
@@ -304,8 +310,10 @@ impl WriterSinkFactory {
             SinkError::io(&format!("cannot open sink file {}", path.display()), e)
         };
         let file = options.open(path).map_err(|e| open_error(&e))?;
-        let len = if append { file.metadata().map_err(|e| open_error(&e))?.len() } else { 0 };
-        let target = Target::File { file, path: path.to_path_buf(), fsync, len };
+        let metadata = file.metadata().map_err(|e| open_error(&e))?;
+        let len = if append { metadata.len() } else { 0 };
+        let regular = metadata.is_file();
+        let target = Target::File { file, path: path.to_path_buf(), fsync, len, regular };
         Ok(Self::with_target(target, buffer_bytes))
     }
 
@@ -691,8 +699,14 @@ fn filling_mut(batch: &mut Arc<Batch>) -> &mut Batch {
 }
 
 impl WriterSink {
+    /// An I/O error, categorised by its kind, else by the OS's text alone (not the
+    /// path, whose words must not decide the category).
     fn io_error(&self, error: &std::io::Error) -> SinkError {
-        SinkError::io(&format!("write to {}", self.description), error)
+        let mut sink_error = SinkError::io(&format!("write to {}", self.description), error);
+        if sink_error.category == ErrorCategory::Unknown {
+            sink_error.category = crate::retry::category::categorize_text(&error.to_string());
+        }
+        sink_error
     }
 
     fn timeout_error(&self, what: &str) -> SinkError {
