@@ -359,16 +359,20 @@ impl Consumer {
     /// releases the records actually read, with one store.
     #[inline]
     pub fn read_batch(&mut self, records_max: usize) -> ReadBatch<'_> {
-        // One acquire load per batch: an L1 hit while the producer is idle, and the
-        // freshest possible batch while it is busy.
-        self.tail_cached = self.shared.tail.load(Ordering::Acquire);
+        // The producer's tail is read only when the records known so far run out
+        // (here, or once more in `peek` when the batch reaches them): with a backlog
+        // the consumer does not touch the line the producer writes on every publish.
+        if self.tail_cached == self.head {
+            self.tail_cached = self.shared.tail.load(Ordering::Acquire);
+        }
         let start = self.head;
         let end = self.tail_cached;
         ReadBatch {
             consumer: self,
             start,
             cursor: Cell::new(start),
-            end,
+            end: Cell::new(end),
+            tail_reloaded: Cell::new(false),
             records_left: Cell::new(records_max),
             records_read: Cell::new(0),
             peeked_end: Cell::new(usize::MAX),
@@ -431,8 +435,11 @@ pub struct ReadBatch<'c> {
     start: usize,
     /// Next byte to read; `start <= cursor <= end`.
     cursor: Cell<usize>,
-    /// Published tail seen when the batch started.
-    end: usize,
+    /// Published tail as last read (the batch may read it once more when it
+    /// reaches it).
+    end: Cell<usize>,
+    /// True once `end` was refreshed during this batch.
+    tail_reloaded: Cell<bool>,
     records_left: Cell<usize>,
     records_read: Cell<usize>,
     /// End of the record returned by the last `peek`, or `usize::MAX`.
@@ -442,7 +449,7 @@ pub struct ReadBatch<'c> {
 impl<'c> ReadBatch<'c> {
     /// True when the batch has no record at all (nothing published).
     pub fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.start == self.end.get()
     }
 
     /// Records read (advanced past) so far.
@@ -459,8 +466,15 @@ impl<'c> ReadBatch<'c> {
         let shared = &*self.consumer.shared;
         let mut cursor = self.cursor.get();
         loop {
-            if cursor == self.end {
-                return None;
+            if cursor == self.end.get() {
+                if self.tail_reloaded.replace(true) {
+                    return None;
+                }
+                let tail = shared.tail.load(Ordering::Acquire);
+                self.end.set(tail);
+                if cursor == tail {
+                    return None;
+                }
             }
             let offset = cursor & shared.mask;
             // SAFETY: [cursor, end) was published by the producer's release store of
@@ -482,7 +496,7 @@ impl<'c> ReadBatch<'c> {
                 (word0 >> 48) as usize,
             );
             debug_assert!(offset + len <= shared.capacity(), "frames never wrap");
-            debug_assert!(cursor + len <= self.end);
+            debug_assert!(cursor + len <= self.end.get());
             self.peeked_end.set(cursor + len);
             // SAFETY: as above; the producer wrote `len` contiguous bytes here.
             let bytes = unsafe { shared.buffer.slice(offset, len) };
@@ -520,6 +534,7 @@ impl<'c> ReadBatch<'c> {
 impl Drop for ReadBatch<'_> {
     #[inline]
     fn drop(&mut self) {
+        self.consumer.tail_cached = self.end.get();
         let cursor = self.cursor.get();
         if cursor == self.start {
             return;

@@ -27,9 +27,17 @@ pub enum Pinned {
     Refused,
 }
 
+/// The cores this process may run on, read once: `core_affinity::get_core_ids`
+/// reports the *calling thread's* mask, which is one core once that thread (or the
+/// thread that spawned it) has been pinned.
+fn process_cores() -> &'static [core_affinity::CoreId] {
+    static CORES: std::sync::OnceLock<Vec<core_affinity::CoreId>> = std::sync::OnceLock::new();
+    CORES.get_or_init(|| core_affinity::get_core_ids().unwrap_or_default())
+}
+
 /// Cores this process may run on (as core_affinity reports them).
 pub fn available_cores() -> usize {
-    core_affinity::get_core_ids().map_or(0, |ids| ids.len())
+    process_cores().len()
 }
 
 static REFUSAL_REPORTED: AtomicBool = AtomicBool::new(false);
@@ -39,12 +47,12 @@ pub fn pin_current(worker: usize, placement: Placement) -> Pinned {
     if placement == Placement::Unpinned {
         return Pinned::NotRequested;
     }
-    let outcome = match core_affinity::get_core_ids() {
-        Some(ids) if !ids.is_empty() => {
-            let id = ids[worker % ids.len()];
-            if core_affinity::set_for_current(id) { Pinned::Core(id.id) } else { Pinned::Refused }
-        }
-        _ => Pinned::Refused,
+    let ids = process_cores();
+    let outcome = if ids.is_empty() {
+        Pinned::Refused
+    } else {
+        let id = ids[worker % ids.len()];
+        if core_affinity::set_for_current(id) { Pinned::Core(id.id) } else { Pinned::Refused }
     };
     if outcome == Pinned::Refused && !REFUSAL_REPORTED.swap(true, Ordering::Relaxed) {
         eprintln!("corestream: CPU pinning refused by the OS; workers run unpinned");
