@@ -1,13 +1,15 @@
-//! The `corestream` command line: `run`, `bench`, `validate`.
+//! The `corestream` command line: `run`, `bench`, `validate`, `check`.
 //!
 //! Exit codes (also in the README):
 //! - 0: success (end of input, or a clean shutdown after SIGINT/SIGTERM)
 //! - 1: the pipeline failed while running (a source or sink error)
 //! - 2: invalid configuration or command line
-//! - 3: an input, output or dead-letter file cannot be opened
+//! - 3: an input, output or dead-letter file cannot be opened, or (`check`) the
+//!   Kafka brokers cannot be reached or a topic is missing
 //! - 130: a second SIGINT/SIGTERM during shutdown (immediate exit)
 
 pub mod bench;
+pub mod check;
 pub mod report;
 
 use std::io::IsTerminal;
@@ -53,6 +55,15 @@ pub enum Command {
     },
     /// Measure the engine: generator -> processor -> null.
     Bench(bench::BenchArgs),
+    /// Connect to the pipeline's Kafka brokers and report brokers, topics and
+    /// partitions (exit 3 when a broker cannot be reached or a topic is missing).
+    Check {
+        /// The pipeline file.
+        config: PathBuf,
+        /// Seconds to wait for the brokers before giving up.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -69,6 +80,7 @@ pub fn main() -> i32 {
         Command::Run { config, progress_secs } => run(&config, progress_secs),
         Command::Validate { config } => validate(&config),
         Command::Bench(args) => bench::run(&args),
+        Command::Check { config, timeout_secs } => check::run(&config, timeout_secs),
     }
 }
 

@@ -34,6 +34,7 @@
 
 pub mod build;
 pub mod diagnostic;
+pub mod kafka;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -161,6 +162,17 @@ struct RawSource {
     keys: Option<Spanned<u64>>,
     message_bytes: Option<Spanned<SizeValue>>,
     seed: Option<Spanned<u64>>,
+    // kafka (see `kafka`)
+    brokers: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    topics: Option<Spanned<Vec<Spanned<String>>>>,
+    properties: Option<Spanned<kafka::PropertyTable>>,
+    commit_interval: Option<Spanned<DurationValue>>,
+    commit_every_messages: Option<Spanned<u64>>,
+    queued_max_messages_kbytes: Option<Spanned<u64>>,
+    create_topics: Option<Spanned<bool>>,
+    topic_partitions: Option<Spanned<u64>>,
+    topic_replication: Option<Spanned<u64>>,
 }
 
 /// One processor step as written; compiled by [`crate::transform`].
@@ -188,6 +200,17 @@ struct RawSink {
     append: Option<Spanned<bool>>,
     fsync: Option<Spanned<bool>>,
     buffer_bytes: Option<Spanned<SizeValue>>,
+    // kafka (see `kafka`)
+    brokers: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+    properties: Option<Spanned<kafka::PropertyTable>>,
+    dead_letter_topic: Option<Spanned<String>>,
+    linger: Option<Spanned<DurationValue>>,
+    batch_bytes: Option<Spanned<SizeValue>>,
+    compression: Option<Spanned<String>>,
+    create_topics: Option<Spanned<bool>>,
+    topic_partitions: Option<Spanned<u64>>,
+    topic_replication: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +219,10 @@ struct RawDeadLetter {
     #[serde(rename = "type")]
     kind: Spanned<String>,
     path: Option<Spanned<String>>,
+    // kafka (see `kafka`)
+    brokers: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+    properties: Option<Spanned<kafka::PropertyTable>>,
 }
 
 /// Where the messages come from.
@@ -204,6 +231,7 @@ pub enum SourceSpec {
     Generator(GeneratorSettings),
     File { path: PathBuf, checkpoint: Option<PathBuf>, checkpoint_interval: Duration },
     Stdin,
+    Kafka(kafka::KafkaSourceSpec),
 }
 
 /// Where they go.
@@ -212,12 +240,14 @@ pub enum SinkSpec {
     Null,
     Stdout { buffer_bytes: usize },
     File { path: PathBuf, append: bool, fsync: bool, buffer_bytes: usize },
+    Kafka(kafka::KafkaSinkSpec),
 }
 
 /// Where undeliverable messages go.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeadLetterSpec {
     File { path: PathBuf },
+    Kafka(kafka::KafkaDeadLetterSpec),
 }
 
 /// A checked pipeline file.
@@ -444,6 +474,8 @@ fn source_spec(
         ("message_bytes", s.message_bytes.as_ref().and_then(span_of)),
         ("seed", s.seed.as_ref().and_then(span_of)),
     ];
+    let kafka_set = kafka::source_set(s);
+    let set: Vec<_> = set.into_iter().chain(kafka_set).collect();
     match s.kind.get_ref().as_str() {
         "generator" => {
             only_fields(
@@ -501,7 +533,11 @@ fn source_spec(
             only_fields(&s.kind, &set, &[])?;
             Ok(SourceSpec::Stdin)
         }
-        _ => Err(unknown_type(&s.kind, "source", &["generator", "file", "stdin"])),
+        "kafka" => {
+            only_fields(&s.kind, &set, &kafka::SOURCE_FIELDS)?;
+            kafka::source_spec(s).map(SourceSpec::Kafka)
+        }
+        _ => Err(unknown_type(&s.kind, "source", &["generator", "file", "stdin", "kafka"])),
     }
 }
 
@@ -513,6 +549,8 @@ fn sink_spec(raw: &Spanned<RawSink>, base: &Path) -> Result<SinkSpec, Diagnostic
         ("fsync", s.fsync.as_ref().and_then(span_of)),
         ("buffer_bytes", s.buffer_bytes.as_ref().and_then(span_of)),
     ];
+    let kafka_set = kafka::sink_set(s);
+    let set: Vec<_> = set.into_iter().chain(kafka_set).collect();
     let buffer_bytes = match &s.buffer_bytes {
         Some(b) if b.get_ref().0 == 0 || b.get_ref().0 > (1 << 30) => {
             return Err(Diagnostic::new(
@@ -543,7 +581,11 @@ fn sink_spec(raw: &Spanned<RawSink>, base: &Path) -> Result<SinkSpec, Diagnostic
                 buffer_bytes,
             })
         }
-        _ => Err(unknown_type(&s.kind, "sink", &["null", "stdout", "file"])),
+        "kafka" => {
+            only_fields(&s.kind, &set, &kafka::SINK_FIELDS)?;
+            kafka::sink_spec(s).map(SinkSpec::Kafka)
+        }
+        _ => Err(unknown_type(&s.kind, "sink", &["null", "stdout", "file", "kafka"])),
     }
 }
 
@@ -554,10 +596,24 @@ fn dead_letter_spec(
     let d = raw.get_ref();
     match d.kind.get_ref().as_str() {
         "file" => {
+            let set = [
+                ("brokers", d.brokers.as_ref().and_then(span_of)),
+                ("topic", d.topic.as_ref().and_then(span_of)),
+                ("properties", d.properties.as_ref().and_then(span_of)),
+            ];
+            only_fields(&d.kind, &set, &["path"])?;
             let path = required(&d.path, "path", &d.kind, "\"dead.ndjson\"")?;
             Ok(DeadLetterSpec::File { path: resolve_path(base, path) })
         }
-        _ => Err(unknown_type(&d.kind, "dead_letter", &["file"])),
+        "kafka" => {
+            only_fields(
+                &d.kind,
+                &[("path", d.path.as_ref().and_then(span_of))],
+                &["brokers", "topic", "properties"],
+            )?;
+            kafka::dead_letter_spec(d).map(DeadLetterSpec::Kafka)
+        }
+        _ => Err(unknown_type(&d.kind, "dead_letter", &["file", "kafka"])),
     }
 }
 

@@ -7,6 +7,8 @@
 //! file and stdout, counted for null, delivered for Kafka. See [`crate::ack`].
 
 pub mod dead_letter;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod null;
 pub mod writer;
 
