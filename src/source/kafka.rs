@@ -554,9 +554,15 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// One iteration of the main loop. Returns the messages taken from librdkafka.
+    /// One iteration of the main loop. Returns the messages taken from librdkafka
+    /// and whether the consumer is idle: a poll waited [`IDLE_WAIT`] for a message
+    /// and none came.
     #[inline]
-    fn step(&mut self, ingest: &mut Ingest, idle_before: bool) -> Result<usize, SourceError> {
+    fn step(
+        &mut self,
+        ingest: &mut Ingest,
+        idle_before: bool,
+    ) -> Result<(usize, bool), SourceError> {
         if let Some(rebalance) = self.consumer.take_pending() {
             self.rebalance(rebalance, ingest)?;
         }
@@ -568,7 +574,7 @@ impl KafkaSource {
             // No room for another poll batch: let the rings drain first.
             ingest.flush();
             std::thread::sleep(HELD_WAIT);
-            return Ok(0);
+            return Ok((0, false));
         }
         let timeout = if !self.held.is_empty() && !progressed {
             HELD_WAIT
@@ -588,7 +594,7 @@ impl KafkaSource {
         if n > 0 {
             self.stats.polled.fetch_add(n as u64, Ordering::Relaxed);
         }
-        Ok(n)
+        Ok((n, n == 0 && timeout == IDLE_WAIT))
     }
 
     /// Handles one message from a poll: push it, or hold it, or report its error.
@@ -1129,9 +1135,11 @@ impl Source for KafkaSource {
         self.start(ingest)?;
         let mut idle = false;
         while !ingest.stop_requested() {
-            let n = self.step(ingest, idle)?;
+            // An empty poll is followed by one that waits for a message; a commit
+            // "when idle" needs that wait to come back empty too.
+            let (n, idle_now) = self.step(ingest, idle)?;
             idle = n == 0 && self.held.is_empty();
-            self.maybe_commit(ingest, idle);
+            self.maybe_commit(ingest, idle_now);
         }
         ingest.flush();
         Ok(())

@@ -18,6 +18,9 @@ use corestream::config::kafka::{KafkaClientSpec, KafkaSinkSpec, KafkaSourceSpec,
 /// order is the order of their source partition).
 pub const KEYS_PER_PARTITION: u64 = 50;
 
+/// An in-process mock cluster with one broker. Mind its retention: librdkafka's mock
+/// keeps at most 5 MiB (or 100 000 message sets) per partition and trims the oldest
+/// beyond that, so a test keeps each partition under ~30 000 orders.
 pub fn mock() -> MockCluster<'static, DefaultProducerContext> {
     MockCluster::new(1).expect("mock cluster starts")
 }
