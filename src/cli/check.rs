@@ -5,8 +5,13 @@
 
 use std::path::Path;
 
-use super::{EXIT_IO, EXIT_OK};
-use crate::config::{DeadLetterSpec, PipelineConfig, SinkSpec, SourceSpec};
+use super::EXIT_OK;
+use crate::config::PipelineConfig;
+#[cfg(feature = "kafka")]
+use {
+    super::EXIT_IO,
+    crate::config::{DeadLetterSpec, SinkSpec, SourceSpec},
+};
 
 /// One cluster to check: what uses it, its client settings, the topics it needs.
 #[cfg(feature = "kafka")]
