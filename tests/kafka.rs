@@ -336,14 +336,19 @@ fn check_reports_brokers_topics_and_partitions_and_fails_fast_when_unreachable()
     create_topic(&mock, "checked", 5);
     let spec =
         corestream::config::kafka::KafkaClientSpec { brokers: brokers.clone(), properties: vec![] };
+    produce_orders(&brokers, "checked", 5, 0..10);
     let report =
-        admin::check(&spec, &["checked", "absent"], Duration::from_secs(10)).expect("reachable");
+        admin::check(&spec, &["checked", "absent"], Some("nobody"), Duration::from_secs(10))
+            .expect("reachable");
     assert_eq!(report.brokers.len(), 1);
     assert_eq!(report.topics[0].leaders.len(), 5);
     assert!(report.topics[0].exists());
     assert!(!report.topics[1].exists(), "{:?}", report.topics[1]);
     let text = report.to_string();
     assert!(text.contains("checked: 5 partitions"), "{text}");
+    assert_eq!(report.groups.len(), 1, "one group position per existing topic");
+    assert_eq!(report.groups[0].lag(), 50, "nothing committed: every message is lag");
+    assert!(text.contains("group \"nobody\" on checked: lag 50"), "{text}");
 
     // Nothing listens on port 1: a bounded, clear error.
     let nowhere = corestream::config::kafka::KafkaClientSpec {
@@ -351,7 +356,8 @@ fn check_reports_brokers_topics_and_partitions_and_fails_fast_when_unreachable()
         properties: vec![],
     };
     let started = std::time::Instant::now();
-    let error = admin::check(&nowhere, &["x"], Duration::from_secs(2)).expect_err("unreachable");
+    let error =
+        admin::check(&nowhere, &["x"], None, Duration::from_secs(2)).expect_err("unreachable");
     assert!(started.elapsed() < Duration::from_secs(20), "bounded by the timeout");
     assert!(error.contains("cannot reach the Kafka brokers 127.0.0.1:1"), "{error}");
 }

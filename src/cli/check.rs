@@ -21,6 +21,8 @@ struct Target<'a> {
     topics: Vec<&'a str>,
     /// Topics that may be missing because corestream creates them.
     created: bool,
+    /// The consumer group whose offsets to report (the source's).
+    group: Option<&'a str>,
 }
 
 pub fn run(path: &Path, timeout_secs: u64) -> i32 {
@@ -40,6 +42,7 @@ fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
             client: &s.client,
             topics: s.topics.iter().map(String::as_str).collect(),
             created: s.topic_creation.create,
+            group: Some(&s.group),
         });
     }
     if let SinkSpec::Kafka(s) = &config.sink {
@@ -50,6 +53,7 @@ fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
             client: &s.client,
             topics,
             created: s.topic_creation.create,
+            group: None,
         });
     }
     if let Some(DeadLetterSpec::Kafka(d)) = &config.dead_letter {
@@ -58,6 +62,7 @@ fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
             client: &d.client,
             topics: vec![d.topic.as_str()],
             created: false,
+            group: None,
         });
     }
     if targets.is_empty() {
@@ -67,7 +72,7 @@ fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
     let mut code = EXIT_OK;
     for target in targets {
         println!("{} kafka at {}:", target.role, target.client.brokers);
-        match crate::kafka::admin::check(target.client, &target.topics, timeout) {
+        match crate::kafka::admin::check(target.client, &target.topics, target.group, timeout) {
             Ok(report) => {
                 print!("{report}");
                 for topic in report.topics.iter().filter(|t| !t.exists()) {

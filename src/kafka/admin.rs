@@ -52,6 +52,23 @@ impl TopicInfo {
     }
 }
 
+/// A consumer group's position on one topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupPosition {
+    pub group: String,
+    pub topic: String,
+    /// Per partition: the committed offset (`None`: nothing committed) and the end
+    /// offset (high watermark).
+    pub partitions: Vec<(Option<i64>, i64)>,
+}
+
+impl GroupPosition {
+    /// Messages not yet committed by the group (uncommitted partitions count from 0).
+    pub fn lag(&self) -> i64 {
+        self.partitions.iter().map(|(committed, end)| end - committed.unwrap_or(0).min(*end)).sum()
+    }
+}
+
 /// What `corestream check` reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterReport {
@@ -60,6 +77,8 @@ pub struct ClusterReport {
     pub topics: Vec<TopicInfo>,
     /// Topics in the cluster (all of them, for the count).
     pub cluster_topics: usize,
+    /// The source's group on each of its existing topics, when asked.
+    pub groups: Vec<GroupPosition>,
 }
 
 impl std::fmt::Display for ClusterReport {
@@ -81,6 +100,17 @@ impl std::fmt::Display for ClusterReport {
                 Some(e) => writeln!(f, "    {}: NOT USABLE: {e}", t.name)?,
             }
         }
+        for g in &self.groups {
+            let committed: i64 = g.partitions.iter().map(|(c, _)| c.unwrap_or(0)).sum();
+            let end: i64 = g.partitions.iter().map(|(_, e)| e).sum();
+            writeln!(
+                f,
+                "  group {:?} on {}: lag {} (committed {committed}, end {end})",
+                g.group,
+                g.topic,
+                g.lag()
+            )?;
+        }
         Ok(())
     }
 }
@@ -101,10 +131,12 @@ fn unreachable(spec: &KafkaClientSpec, timeout: Duration, error: &KafkaError) ->
 }
 
 /// Connects and reports the brokers, every topic in `topics` (existence, partitions,
-/// leaders) and the number of topics in the cluster. Bounded by `timeout`.
+/// leaders), the number of topics in the cluster and, given a `group`, its committed
+/// offsets and lag on each existing topic. Bounded by `timeout` per request.
 pub fn check(
     spec: &KafkaClientSpec,
     topics: &[&str],
+    group: Option<&str>,
     timeout: Duration,
 ) -> Result<ClusterReport, String> {
     let client = metadata_client(spec)?;
@@ -131,7 +163,46 @@ pub fn check(
             },
         });
     }
-    Ok(ClusterReport { brokers, topics: infos, cluster_topics: metadata.topics().len() })
+    let mut groups = Vec::new();
+    if let Some(group) = group {
+        for topic in infos.iter().filter(|t| t.exists()) {
+            groups.push(group_position(spec, group, &topic.name, topic.leaders.len(), timeout)?);
+        }
+    }
+    Ok(ClusterReport { brokers, topics: infos, cluster_topics: metadata.topics().len(), groups })
+}
+
+/// `group`'s committed offsets and the end offsets of `topic`'s partitions.
+pub fn group_position(
+    spec: &KafkaClientSpec,
+    group: &str,
+    topic: &str,
+    partitions: usize,
+    timeout: Duration,
+) -> Result<GroupPosition, String> {
+    let mut config = client_config(spec);
+    config.set("group.id", group).set("enable.auto.commit", "false");
+    let client: BaseConsumer =
+        config.create().map_err(|e| format!("cannot create a Kafka client: {e}"))?;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p as i32);
+    }
+    let committed = client
+        .committed_offsets(list, timeout)
+        .map_err(|e| format!("cannot read group {group:?}'s offsets on {topic:?}: {e}"))?;
+    let mut out = Vec::with_capacity(partitions);
+    for p in 0..partitions as i32 {
+        let offset = match committed.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        let (_, end) = client
+            .fetch_watermarks(topic, p, timeout)
+            .map_err(|e| format!("cannot read the end offset of {topic:?} [{p}]: {e}"))?;
+        out.push((offset, end));
+    }
+    Ok(GroupPosition { group: group.to_string(), topic: topic.to_string(), partitions: out })
 }
 
 /// The partitions of `topic`, `None` when it does not exist.

@@ -29,11 +29,16 @@
 //! C allocator; the Rust heap sees nothing per message (`tests/kafka_zero_alloc.rs`).
 //!
 //! **Bounded memory.** librdkafka prefetches at most `queued_max_messages_kbytes`
-//! (default 16 MiB, one fetch may overshoot it). A partition whose worker ring is
-//! full is paused (`rd_kafka_pause_partitions`, which drops what librdkafka had
-//! queued for it and refetches from the next offset on resume); the messages of that
-//! partition already handed to us wait in a fixed list of [`HELD_MESSAGES_MAX`] and
-//! are pushed first, in order, when the ring drains. Other partitions keep flowing.
+//! (default 16 MiB, one fetch may overshoot it). A message whose worker ring is full
+//! is held in a fixed list of [`HELD_MESSAGES_MAX`] and pushed first, in partition
+//! order, when the ring drains; messages of its partition that arrive meanwhile queue
+//! behind it. While other workers have room, the partition is also paused
+//! (`rd_kafka_pause_partitions`: librdkafka drops what it prefetched for it and
+//! refetches from the next offset on resume), so a slow worker never holds up the
+//! partitions of the others; it is resumed when its held messages are in the ring.
+//! When every worker is full, pausing would only make librdkafka drop and refetch:
+//! the held list fills, the source stops polling, librdkafka's queue fills and its
+//! fetching stops — backpressure without a refetch.
 //!
 //! **Offsets (at-least-once).** A partition's offset is committed only up to the
 //! contiguous prefix of messages acknowledged by the sink or dead-lettered (see
@@ -83,7 +88,7 @@ use super::{Ingest, Pushed, Routing, Source, SourceError};
 use crate::ack::PARTITIONS_MAX;
 use crate::kafka::native::{self, KafkaCode, NativeClient, PartitionList};
 use crate::kafka::{KafkaSourceSpec, admin, native_conf};
-use crate::limits::HEADERS_BYTES_MAX;
+use crate::limits::{HEADERS_BYTES_MAX, WORKERS_MAX};
 use crate::message::{Headers, Message, Meta};
 use crate::metrics::clock;
 use crate::retry::{Action, ActionTable, ErrorCategory, RetryPolicy};
@@ -501,6 +506,12 @@ pub struct KafkaSource {
     last_lookup: (*const rd::rd_kafka_topic_t, i32, u32),
     headers: Box<[u8]>,
     workers: usize,
+    /// Per worker: its ring was found full and nothing was written to it since.
+    worker_full: Box<[bool]>,
+    /// Per worker: assigned partitions routed to it.
+    worker_partitions: Box<[u32]>,
+    /// Messages written since the counters were last published.
+    pushed_unpublished: u64,
     pass: u32,
     messages_since_commit: u64,
     last_commit: Instant,
@@ -530,6 +541,9 @@ impl KafkaSource {
             last_lookup: (std::ptr::null(), -1, NO_SLOT),
             headers: vec![0u8; HEADERS_BYTES_MAX].into_boxed_slice(),
             workers: 1,
+            worker_full: vec![false; WORKERS_MAX].into_boxed_slice(),
+            worker_partitions: vec![0; WORKERS_MAX].into_boxed_slice(),
+            pushed_unpublished: 0,
             pass: 0,
             messages_since_commit: 0,
             last_commit: Instant::now(),
@@ -585,14 +599,27 @@ impl KafkaSource {
         };
         let n = self.consumer.poll(&mut self.batch, timeout);
         for i in 0..n {
-            let message = self.batch[i];
-            self.batch[i] = std::ptr::null_mut();
+            let message = std::mem::replace(&mut self.batch[i], std::ptr::null_mut());
             let Some(message) = NonNull::new(message) else { continue };
-            self.take(message, ingest)?;
+            if let Err(e) = self.take(message, ingest) {
+                // Release the rest of the batch: librdkafka must get every message
+                // back before the consumer is destroyed.
+                for rest in &mut self.batch[i + 1..n] {
+                    if let Some(m) = NonNull::new(std::mem::replace(rest, std::ptr::null_mut())) {
+                        destroy(m);
+                    }
+                }
+                return Err(e);
+            }
         }
         ingest.flush();
         if n > 0 {
             self.stats.polled.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        if self.pushed_unpublished > 0 {
+            self.stats
+                .pushed
+                .fetch_add(std::mem::take(&mut self.pushed_unpublished), Ordering::Relaxed);
         }
         Ok((n, n == 0 && timeout == IDLE_WAIT))
     }
@@ -623,7 +650,7 @@ impl KafkaSource {
         match self.push(m, slot, ingest)? {
             Pushed::Full { .. } => {
                 self.hold(message, slot);
-                self.pause(slot);
+                self.maybe_pause(slot);
             }
             Pushed::Written | Pushed::Rejected => destroy(message),
         }
@@ -655,10 +682,11 @@ impl KafkaSource {
             Pushed::Written => {
                 self.slots[slot as usize].last_pushed = m.offset;
                 self.messages_since_commit += 1;
-                self.stats.pushed.fetch_add(1, Ordering::Relaxed);
+                self.pushed_unpublished += 1;
+                self.worker_full[slot as usize % self.workers] = false;
             }
             Pushed::Rejected => self.rejected(slot, m.offset),
-            Pushed::Full { .. } => {}
+            Pushed::Full { worker } => self.worker_full[worker] = true,
         }
         Ok(pushed)
     }
@@ -695,6 +723,7 @@ impl KafkaSource {
                     self.slots[held.slot as usize].blocked_pass = pass;
                     self.held[kept] = held;
                     kept += 1;
+                    self.maybe_pause(held.slot);
                 }
                 Pushed::Written | Pushed::Rejected => {
                     destroy(held.message);
@@ -719,10 +748,31 @@ impl KafkaSource {
         list
     }
 
-    fn pause(&mut self, slot: u32) {
+    /// Pauses `slot` (its worker's ring is full) when that lets other partitions
+    /// flow: some other worker with partitions has room. When every worker is full,
+    /// pausing would only make librdkafka drop and refetch what it prefetched;
+    /// instead the held list fills and the source waits for the rings to drain.
+    fn maybe_pause(&mut self, slot: u32) {
         if self.slots[slot as usize].paused {
             return;
         }
+        let worker = slot as usize % self.workers;
+        let others_have_room = (0..self.workers)
+            .any(|w| w != worker && !self.worker_full[w] && self.worker_partitions[w] > 0);
+        if others_have_room {
+            self.pause(slot);
+        }
+    }
+
+    /// Recounts the assigned partitions per worker (after an assignment change).
+    fn recount_workers(&mut self) {
+        self.worker_partitions.iter_mut().for_each(|n| *n = 0);
+        for &slot in &self.assigned {
+            self.worker_partitions[slot as usize % self.workers] += 1;
+        }
+    }
+
+    fn pause(&mut self, slot: u32) {
         let list = self.list_of(slot);
         // SAFETY: valid handle and list.
         let code = KafkaCode(unsafe {
@@ -811,6 +861,7 @@ impl KafkaSource {
             // The group's position is `offset`: nothing below it needs committing.
             self.slots[old as usize].committed = state.committed.max(offset);
             self.assigned.push(old);
+            self.recount_workers();
             return Ok(old);
         }
         let fresh = self.free_slot(Some(old as usize % self.workers.max(1)))?;
@@ -825,6 +876,7 @@ impl KafkaSource {
         };
         self.slots[old as usize].assigned = false;
         self.assigned.push(fresh);
+        self.recount_workers();
         Ok(fresh)
     }
 
@@ -871,6 +923,7 @@ impl KafkaSource {
         }
         partitions[p] = PartitionEntry { slot, decide_on_first: false };
         self.assigned.push(slot);
+        self.recount_workers();
         Ok(slot)
     }
 
@@ -942,6 +995,7 @@ impl KafkaSource {
                 state.paused = false;
             }
             self.assigned.retain(|s| !revoked.contains(s));
+            self.recount_workers();
         }
         let cooperative = self.consumer.is_cooperative();
         // SAFETY: valid handle and list.
