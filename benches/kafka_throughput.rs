@@ -14,12 +14,14 @@
 //! - corestream: the Kafka source → the orders pipeline (pass-through until the
 //!   transform step is built in) → the Kafka sink, with its default commits.
 //!
-//! Both are timed from the first message consumed to the last one delivered (the
-//! group join is excluded), and both runs' outputs are checked (every message
-//! arrived) before any figure is printed. Rounds alternate raw and corestream so a
+//! Both are timed between 10 % and 90 % of the messages delivered (the group join
+//! and the last linger are excluded), and both runs' outputs are checked (every
+//! message arrived, exactly once) before any figure is printed. Rounds alternate raw and corestream so a
 //! drift in machine load hits both. Environment: `CORESTREAM_BENCH_MESSAGES`
 //! (default 400000), `CORESTREAM_BENCH_ROUNDS` (3), `CORESTREAM_BENCH_WORKERS` (1),
-//! `CORESTREAM_BENCH_PARTITIONS` (32: the mock keeps 5 MiB per partition).
+//! `CORESTREAM_BENCH_PARTITIONS` (32: the mock keeps 5 MiB per partition),
+//! `CORESTREAM_BENCH_COMMIT_EVERY` (the source's `commit_every_messages`, default
+//! 100000: sweep it to measure the replay-window trade-off).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -121,9 +123,43 @@ fn create_topics(
     }
 }
 
+/// Times the middle of a run: from 10 % to 90 % of the messages delivered, so the
+/// start (group join, first fetch) and the tail (last linger) do not count, and a
+/// late look at the clock moves both marks alike.
+struct Window {
+    low: u64,
+    high: u64,
+    at_low: Option<Instant>,
+    at_high: Option<Instant>,
+}
+
+impl Window {
+    fn new(messages: u64) -> Self {
+        Window { low: messages / 10, high: messages * 9 / 10, at_low: None, at_high: None }
+    }
+
+    #[inline]
+    fn observe(&mut self, delivered: u64) {
+        if self.at_low.is_none() && delivered >= self.low {
+            self.at_low = Some(Instant::now());
+        }
+        if self.at_high.is_none() && delivered >= self.high {
+            self.at_high = Some(Instant::now());
+        }
+    }
+
+    /// Messages per second between the marks.
+    fn rate(&self) -> f64 {
+        let (Some(low), Some(high)) = (self.at_low, self.at_high) else {
+            panic!("the run ended before both marks were seen")
+        };
+        (self.high - self.low) as f64 / high.duration_since(low).as_secs_f64()
+    }
+}
+
 /// The raw loop: poll, copy key/payload/headers into a produce, until `messages`
-/// were consumed; then flush. Returns the time from the first message to the flush.
-fn raw(brokers: &str, input: &str, output: &str, group: &str, messages: u64) -> Duration {
+/// were consumed; then flush. Returns the rate between the 10 % and 90 % marks.
+fn raw(brokers: &str, input: &str, output: &str, group: &str, messages: u64) -> f64 {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -133,12 +169,12 @@ fn raw(brokers: &str, input: &str, output: &str, group: &str, messages: u64) -> 
     consumer.subscribe(&[input]).expect("subscribe");
     let producer = producer(brokers);
     producer.client(); // created before the clock starts
-    let mut first: Option<Instant> = None;
+    let mut window = Window::new(messages);
+    let delivered = |consumed: u64| consumed - producer.in_flight_count().max(0) as u64;
     let mut consumed = 0u64;
     while consumed < messages {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                first.get_or_insert_with(Instant::now);
                 let mut record = BaseRecord::to(output).payload(m.payload().unwrap_or_default());
                 if let Some(key) = m.key() {
                     record = record.key(key);
@@ -158,14 +194,21 @@ fn raw(brokers: &str, input: &str, output: &str, group: &str, messages: u64) -> 
                 consumed += 1;
                 if consumed % 1024 == 0 {
                     producer.poll(Duration::ZERO);
+                    window.observe(delivered(consumed));
                 }
             }
             Some(Err(e)) => panic!("raw consumer: {e}"),
             None => {}
         }
     }
-    producer.flush(Duration::from_secs(120)).expect("raw output delivered");
-    first.map_or(Duration::ZERO, |f| f.elapsed())
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while producer.in_flight_count() > 0 {
+        assert!(Instant::now() < deadline, "raw output not delivered");
+        producer.poll(Duration::from_millis(1));
+        window.observe(delivered(consumed));
+    }
+    window.observe(messages);
+    window.rate()
 }
 
 fn orders_processor() -> Box<dyn Processor> {
@@ -176,7 +219,7 @@ fn orders_processor() -> Box<dyn Processor> {
 }
 
 /// corestream: Kafka source → orders pipeline → Kafka sink, until `messages` were
-/// delivered. Returns the time from the first message ingested to the last delivery.
+/// delivered. Returns the rate between the 10 % and 90 % marks.
 fn corestream(
     brokers: &str,
     input: &str,
@@ -184,7 +227,8 @@ fn corestream(
     group: &str,
     messages: u64,
     workers: usize,
-) -> Duration {
+    commit_every_messages: u64,
+) -> f64 {
     let client = KafkaClientSpec { brokers: brokers.to_string(), properties: vec![] };
     let none = TopicCreation { create: false, partitions: None, replication: None };
     let retry = RetryPolicy::build(&Default::default()).expect("policy");
@@ -194,7 +238,7 @@ fn corestream(
             group: group.to_string(),
             topics: vec![input.to_string()],
             commit_interval: corestream::config::kafka::COMMIT_INTERVAL_DEFAULT,
-            commit_every_messages: corestream::config::kafka::COMMIT_EVERY_MESSAGES_DEFAULT,
+            commit_every_messages,
             queued_max_messages_kbytes:
                 corestream::config::kafka::QUEUED_MAX_MESSAGES_KBYTES_DEFAULT,
             topic_creation: none,
@@ -231,20 +275,20 @@ fn corestream(
         Engine::new(settings, Box::new(source), Box::new(|_| orders_processor()), Arc::new(sink))
             .start()
             .expect("engine");
-    let counters = engine.metrics().counters();
-    while counters.sum(Counter::Ingested) == 0 {
-        assert!(!engine.is_finished(), "engine stopped before any input");
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let first = Instant::now();
-    while delivered.delivered.load(Relaxed) < messages {
+    let mut window = Window::new(messages);
+    loop {
+        let n = delivered.delivered.load(Relaxed);
+        window.observe(n);
+        if n >= messages {
+            break;
+        }
         assert!(!engine.is_finished(), "engine stopped early");
-        std::thread::sleep(Duration::from_micros(200));
+        std::thread::sleep(Duration::from_micros(100));
     }
-    let elapsed = first.elapsed();
     engine.stop();
-    engine.join().expect("clean stop");
-    elapsed
+    let report = engine.join().expect("clean stop");
+    assert_eq!(report.snapshot.get(Counter::MessagesIn), messages, "every input processed once");
+    window.rate()
 }
 
 fn main() {
@@ -253,6 +297,10 @@ fn main() {
     let rounds = env_or("CORESTREAM_BENCH_ROUNDS", 3);
     let workers = env_or("CORESTREAM_BENCH_WORKERS", 1) as usize;
     let partitions = env_or("CORESTREAM_BENCH_PARTITIONS", 32) as i32;
+    let commit_every = env_or(
+        "CORESTREAM_BENCH_COMMIT_EVERY",
+        corestream::config::kafka::COMMIT_EVERY_MESSAGES_DEFAULT,
+    );
     let external = std::env::var("CORESTREAM_BENCH_BROKERS").ok();
     let mock = match &external {
         Some(_) => None,
@@ -267,7 +315,8 @@ fn main() {
         "in-process mock cluster".into()
     };
     println!(
-        "kafka_throughput: {messages} orders per run, {partitions} partitions, {rounds} rounds, corestream workers {workers}, {broker_name}"
+        "kafka_throughput: {messages} orders per run, {partitions} partitions, {rounds} rounds, \
+         corestream workers {workers}, commit every {commit_every} messages, {broker_name}"
     );
     let run_id = std::process::id();
     let mut raw_rates = Vec::new();
@@ -291,9 +340,16 @@ fn main() {
             "corestream input complete"
         );
 
-        let raw_time = raw(&brokers, &raw_in, &raw_out, &t("raw-group"), messages);
-        let core_time =
-            corestream(&brokers, &core_in, &core_out, &t("cs-group"), messages, workers);
+        let raw_rate = raw(&brokers, &raw_in, &raw_out, &t("raw-group"), messages);
+        let core_rate = corestream(
+            &brokers,
+            &core_in,
+            &core_out,
+            &t("cs-group"),
+            messages,
+            workers,
+            commit_every,
+        );
         // Correctness before figures: every message arrived in both outputs.
         assert_eq!(count(&brokers, &raw_out, partitions), messages as i64, "raw output complete");
         assert_eq!(
@@ -301,12 +357,8 @@ fn main() {
             messages as i64,
             "corestream output complete"
         );
-        let raw_rate = messages as f64 / raw_time.as_secs_f64();
-        let core_rate = messages as f64 / core_time.as_secs_f64();
         println!(
-            "round {round}: raw rdkafka loop {:>9.0} msg/s ({raw_time:.2?})   corestream {:>9.0} msg/s ({core_time:.2?})   ratio {:.2}",
-            raw_rate,
-            core_rate,
+            "round {round}: raw rdkafka loop {raw_rate:>9.0} msg/s   corestream {core_rate:>9.0} msg/s   ratio {:.2}",
             core_rate / raw_rate
         );
         raw_rates.push(raw_rate);
