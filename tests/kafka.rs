@@ -1,5 +1,5 @@
-//! Kafka → corestream → Kafka against librdkafka's in-process mock cluster: every
-//! message arrives, order per key holds, committed offsets match what was
+//! Kafka → corestream (pass-through, so every input has one output to check) → Kafka
+//! against librdkafka's in-process mock cluster: every message arrives, order per key holds, committed offsets match what was
 //! delivered; two engines in one group split the partitions and a rebalance loses
 //! nothing; failed deliveries are retried or dead-lettered by category.
 #![cfg(feature = "kafka")]
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corestream::engine::{Engine, EngineSettings, RunningEngine};
-use corestream::processor::{PassThrough, Processor};
+use corestream::processor::PassThrough;
 use corestream::retry::ErrorCategory;
 use corestream::retry::counters::Outcome;
 use corestream::retry::{ActionTable, RetryPolicy};
@@ -44,14 +44,6 @@ fn retry_policy() -> RetryPolicy {
         ..PolicyParams::default()
     })
     .expect("test policy")
-}
-
-/// The orders pipeline when the transform step is built in; pass-through until then.
-fn orders_processor() -> Box<dyn Processor> {
-    match corestream::transform::orders_processor() {
-        Ok(chain) => Box::new(chain),
-        Err(_) => Box::new(PassThrough),
-    }
 }
 
 struct Running {
@@ -109,10 +101,14 @@ fn start_across(
     )
     .expect("sink");
     let sink_stats = sink.stats();
-    let engine =
-        Engine::new(settings, Box::new(source), Box::new(|_| orders_processor()), Arc::new(sink))
-            .start()
-            .expect("engine starts");
+    let engine = Engine::new(
+        settings,
+        Box::new(source),
+        Box::new(|_| Box::new(PassThrough)),
+        Arc::new(sink),
+    )
+    .start()
+    .expect("engine starts");
     Running { engine, source: source_stats, sink: sink_stats }
 }
 
@@ -383,4 +379,63 @@ fn a_missing_topic_is_waited_for_by_the_retry_policy_then_reported() {
     create_topic(&mock, "arrives-later", 2);
     ensure_topics(&spec, &["arrives-later"], MissingTopic { create: None, policy: &policy })
         .expect("exists");
+}
+
+#[test]
+fn the_kafka_dead_letter_topic_keeps_the_message_and_says_why() {
+    use corestream::retry::ErrorCategory;
+    use corestream::sink::dead_letter::Stage;
+    use corestream::sink::kafka::KafkaDeadLetter;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers as _, Message as _};
+    let mock = mock();
+    let brokers = mock.bootstrap_servers();
+    create_topic(&mock, "dlq", 1);
+    let spec =
+        corestream::config::kafka::KafkaClientSpec { brokers: brokers.clone(), properties: vec![] };
+    let dead_letter = KafkaDeadLetter::new(&spec, "dlq").expect("dead-letter producer");
+    let record = DeadLetterRecord {
+        category: ErrorCategory::Serialization,
+        stage: Stage::Processor,
+        reason: "missing field \"amount\"",
+        attempts: 1,
+        partition: 3,
+        position: 42,
+        key: b"c-1",
+        payload: b"{\"id\":7,",
+    };
+    // `send` returns once the broker has the record.
+    dead_letter.send(&record).expect("dead-lettered");
+    assert_eq!(end_offsets(&brokers, "dlq", 1), vec![1], "delivered before send returned");
+
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&["dlq"]).expect("subscribe");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        assert!(std::time::Instant::now() < deadline, "dead letter not readable");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            break m.expect("dead letter").detach();
+        }
+    };
+    assert_eq!(message.key(), Some(&b"c-1"[..]));
+    assert_eq!(message.payload(), Some(&b"{\"id\":7,"[..]));
+    let headers = message.headers().expect("headers");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("corestream.category").as_deref(), Some("serialization"));
+    assert_eq!(header("corestream.stage").as_deref(), Some("processor"));
+    assert_eq!(header("corestream.reason").as_deref(), Some("missing field \"amount\""));
+    assert_eq!(header("corestream.attempts").as_deref(), Some("1"));
+    assert_eq!(header("corestream.partition").as_deref(), Some("3"));
+    assert_eq!(header("corestream.position").as_deref(), Some("42"));
 }

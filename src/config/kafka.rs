@@ -576,6 +576,25 @@ mod tests {
 
     #[cfg(feature = "kafka")]
     #[test]
+    fn kafka_dead_letter_and_secret_properties() {
+        use super::super::DeadLetterSpec;
+        let text = format!(
+            "[source]\ntype = \"generator\"\n{SINK}properties = {{ \"sasl.password\" = \"hunter2\" }}\n\
+             [dead_letter]\ntype = \"kafka\"\nbrokers = \"d:9092\"\ntopic = \"dlq\"\n"
+        );
+        let config = parse(&text).unwrap();
+        let Some(DeadLetterSpec::Kafka(d)) = &config.dead_letter else {
+            panic!("{:?}", config.dead_letter)
+        };
+        assert_eq!((d.client.brokers.as_str(), d.topic.as_str()), ("d:9092", "dlq"));
+        let shown = format!("{:?}", config.sink);
+        assert!(shown.contains("sasl.password") && !shown.contains("hunter2"), "{shown}");
+        let e = parse(&format!("{text}path = \"x\"\n")).unwrap_err();
+        assert!(e.contains("`path` does not apply to type \"kafka\""), "{e}");
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
     fn kafka_mistakes_point_at_the_value() {
         let source =
             "[source]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ngroup = \"g\"\ntopics = [\"in\"]\n";
