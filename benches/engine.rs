@@ -30,7 +30,6 @@ fn no_alloc_and_at_most(instructions: u64) -> LibraryBenchmarkConfig {
     config
 }
 
-const PAYLOAD_8: [u8; 8] = *b"12345678";
 const PAYLOAD_64: [u8; 64] = [b'x'; 64];
 
 fn record(payload: &[u8], position: u64) -> Message<'_> {
@@ -50,12 +49,13 @@ fn warm_ring() -> (Producer, Consumer) {
 
 // Push one record and pop it (two index publishes).
 #[library_benchmark]
-#[bench::payload_8(args = (8), setup = setup_single, config = no_alloc_and_at_most(600))]
-#[bench::payload_64(args = (64), setup = setup_single, config = no_alloc_and_at_most(600))]
+#[bench::payload_8(args = (8), setup = setup_single, config = no_alloc_and_at_most(560))]
+#[bench::payload_64(args = (64), setup = setup_single, config = no_alloc_and_at_most(560))]
 fn ring_push_pop_single((mut producer, mut consumer, len): (Producer, Consumer, usize)) -> u64 {
     producer.push(&record(&PAYLOAD_64[..len], 7)).expect("push");
     let batch = consumer.read_batch(1);
-    let position = batch.next_record().map_or(u64::MAX, |m| m.meta.position + m.payload.len() as u64);
+    let position =
+        batch.next_record().map_or(u64::MAX, |m| m.meta.position + m.payload.len() as u64);
     drop(batch);
     assert_eq!(position, 7 + len as u64);
     black_box(position)
@@ -69,8 +69,8 @@ fn setup_single(len: usize) -> (Producer, Consumer, usize) {
 // 64 records written, published once, read as one batch, released once.
 // Per record: the reported Ir / 64.
 #[library_benchmark]
-#[bench::payload_8_x64(args = (8), setup = setup_single, config = no_alloc_and_at_most(64 * 170))]
-#[bench::payload_64_x64(args = (64), setup = setup_single, config = no_alloc_and_at_most(64 * 170))]
+#[bench::payload_8_x64(args = (8), setup = setup_single, config = no_alloc_and_at_most(64 * 125))]
+#[bench::payload_64_x64(args = (64), setup = setup_single, config = no_alloc_and_at_most(64 * 125))]
 fn ring_push_pop_batched_64((mut producer, mut consumer, len): (Producer, Consumer, usize)) -> u64 {
     for i in 0..64 {
         producer.write(&record(&PAYLOAD_64[..len], i)).expect("write");
@@ -119,7 +119,7 @@ fn setup_shard() -> Box<CounterShard> {
 // into the arena, process, null sink, latency record, counters, release. Per
 // message: the reported Ir / 512.
 #[library_benchmark]
-#[bench::passthrough_512(setup = setup_worker, config = no_alloc_and_at_most(512 * 210))]
+#[bench::passthrough_512(setup = setup_worker, config = no_alloc_and_at_most(512 * 200))]
 fn worker_batch_per_message(mut harness: Harness) -> Harness {
     let processed = harness.run_batch();
     assert_eq!(processed, 512);

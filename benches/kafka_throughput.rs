@@ -49,11 +49,12 @@ fn env_or(name: &str, default: u64) -> u64 {
     }
 }
 
-/// An order of about 200 bytes.
-fn order(i: u64) -> (String, String) {
+/// An order of about 200 bytes in `region` (the orders pipeline routes by region
+/// and currency, so each run's region names its output topic).
+fn order(i: u64, region: &str) -> (String, String) {
     let key = format!("c-{:06}", i % 10_000);
     let payload = format!(
-        r#"{{"id":{i},"customer":"{key}","region":"eu-west","status":"paid","amount":{}.{:02},"currency":"EUR","items":{},"channel":"web","note":"standard delivery"}}"#,
+        r#"{{"id":{i},"customer":"{key}","region":"{region}","status":"paid","amount":{}.{:02},"currency":"EUR","items":{},"channel":"web","note":"standard delivery"}}"#,
         10 + i % 990,
         i % 100,
         1 + i % 7
@@ -69,10 +70,10 @@ fn producer(brokers: &str) -> BaseProducer {
         .expect("producer")
 }
 
-fn fill(brokers: &str, topic: &str, messages: u64) {
+fn fill(brokers: &str, topic: &str, messages: u64, region: &str) {
     let producer = producer(brokers);
     for i in 0..messages {
-        let (key, payload) = order(i);
+        let (key, payload) = order(i, region);
         let headers = OwnedHeaders::new().insert(Header { key: "trace", value: Some(b"bench") });
         let mut record =
             BaseRecord::to(topic).key(key.as_bytes()).payload(payload.as_bytes()).headers(headers);
@@ -360,20 +361,33 @@ fn main() {
          corestream workers {workers}, commit every {commit_every} messages, {broker_name}"
     );
     let run_id = std::process::id();
+    let orders_pipeline = corestream::transform::orders_processor().is_ok();
+    println!(
+        "corestream pipeline: {}",
+        if orders_pipeline {
+            "orders (schema, filter paid && amount > 100, route by region/currency, map)"
+        } else {
+            "pass-through (the orders pipeline is not built in)"
+        }
+    );
     let mut raw_rates = Vec::new();
     let mut core_rates = Vec::new();
     for round in 0..rounds {
         let t = |what: &str| format!("bench-{run_id}-{round}-{what}");
         let (raw_in, raw_out, core_in, core_out) =
             (t("raw-in"), t("raw-out"), t("cs-in"), t("cs-out"));
+        // The orders pipeline routes to orders.<region>.<currency>.
+        let region = format!("r{run_id}x{round}");
+        let routed = format!("orders.{region}.EUR");
+        let core_result = if orders_pipeline { routed.as_str() } else { core_out.as_str() };
         create_topics(
             &brokers,
             mock.as_ref(),
-            &[&raw_in, &raw_out, &core_in, &core_out],
+            &[&raw_in, &raw_out, &core_in, &core_out, &routed],
             partitions,
         );
-        fill(&brokers, &raw_in, messages);
-        fill(&brokers, &core_in, messages);
+        fill(&brokers, &raw_in, messages, &region);
+        fill(&brokers, &core_in, messages, &region);
         assert_eq!(
             count(&brokers, &raw_in, partitions, external.is_some()),
             messages as i64,
@@ -402,12 +416,12 @@ fn main() {
             "raw output complete"
         );
         assert_eq!(
-            count(&brokers, &core_out, partitions, external.is_some()),
+            count(&brokers, core_result, partitions, external.is_some()),
             core_outputs as i64,
             "corestream output complete"
         );
         println!(
-            "round {round}: raw rdkafka loop {raw_rate:>9.0} msg/s   corestream {core_rate:>9.0} msg/s   ratio {:.2}",
+            "round {round}: raw rdkafka loop {raw_rate:>9.0} msg/s   corestream {core_rate:>9.0} msg/s   ratio {:.2}   ({core_outputs} outputs)",
             core_rate / raw_rate
         );
         raw_rates.push(raw_rate);

@@ -22,11 +22,11 @@ use crate::metrics::latency::new_histogram;
 use crate::metrics::{Counter, LatencyRecorder, LatencyShared, LatencySummary, ShardedCounters};
 use crate::processor::Processor;
 use crate::ring::ring;
-use crate::sink::SinkFactory;
 use crate::sink::dead_letter::{DeadLetter, LogDeadLetter};
+use crate::sink::{Resilience, ResilientSinkFactory, SinkFactory};
 use crate::source::{Ingest, IngestParts, IngestSettings, Routing, Source, SourceError};
-use crate::sync::Arc;
-use crate::worker::{Placement, Worker, WorkerError, WorkerReport};
+use crate::worker::{BatchSizing, Placement, Worker, WorkerError, WorkerReport};
+use std::sync::Arc;
 
 /// Engine settings. Every field has a default; [`EngineSettings::validate`] refuses
 /// impossible combinations before anything starts.
@@ -164,6 +164,8 @@ pub struct Engine {
     processors: ProcessorFactory,
     sink: Arc<dyn SinkFactory>,
     dead_letter: Arc<dyn DeadLetter>,
+    resilience: Resilience,
+    batch_sizing: Option<BatchSizing>,
 }
 
 impl Engine {
@@ -182,7 +184,24 @@ impl Engine {
             processors,
             sink,
             dead_letter: Arc::new(LogDeadLetter::default()),
+            resilience: Resilience::default(),
+            batch_sizing: None,
         }
+    }
+
+    /// Sets how sink failures are retried, broken and dead-lettered (default:
+    /// [`Resilience::default`]). Every sink runs inside a
+    /// [`crate::sink::resilient::ResilientSink`].
+    pub fn resilience(mut self, resilience: Resilience) -> Self {
+        self.resilience = resilience;
+        self
+    }
+
+    /// Lets each worker adapt its batch size toward a batch time (default: fixed at
+    /// `batch_records`).
+    pub fn batch_sizing(mut self, sizing: BatchSizing) -> Self {
+        self.batch_sizing = Some(sizing);
+        self
     }
 
     /// Sets where undeliverable messages go.
@@ -195,6 +214,15 @@ impl Engine {
     pub fn start(mut self) -> Result<RunningEngine, EngineError> {
         let settings = self.settings;
         settings.validate().map_err(EngineError::Setting)?;
+        if let Some(sizing) = &self.batch_sizing {
+            sizing.validate(settings.batch_records).map_err(|(setting, message)| {
+                EngineError::Setting(SettingError {
+                    setting,
+                    message,
+                    hint: "batch_records_min <= batch_records <= batch_records_max".into(),
+                })
+            })?;
+        }
         let workers = settings.workers;
         let routing = self.source.routing();
         let watermark_per_worker = routing == Routing::KeyHash;
@@ -205,6 +233,15 @@ impl Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicUsize::new(workers));
         let latency: Vec<LatencyShared> = (0..workers).map(|_| LatencyShared::default()).collect();
+        let sink_factory: Arc<dyn SinkFactory> = Arc::new(
+            ResilientSinkFactory::new(
+                self.sink.clone(),
+                self.resilience.clone(),
+                self.dead_letter.clone(),
+                counters.clone(),
+            )
+            .map_err(|e| EngineError::Startup(e.to_string()))?,
+        );
 
         let mut producers = Vec::with_capacity(workers);
         let mut worker_threads = Vec::with_capacity(workers);
@@ -213,8 +250,7 @@ impl Engine {
                 ring(settings.ring_bytes).map_err(|e| EngineError::Startup(e.to_string()))?;
             producers.push(producer);
             let acks = AckQueue::new(watermarks.clone());
-            let sink = self
-                .sink
+            let sink = sink_factory
                 .open(index, acks.acker())
                 .map_err(|e| EngineError::Startup(e.to_string()))?;
             let worker = Worker {
@@ -230,6 +266,7 @@ impl Engine {
                 watermark_per_worker,
                 placement: settings.placement,
                 arena_bytes: settings.arena_bytes,
+                batch_sizing: self.batch_sizing,
             };
             let running = running.clone();
             let handle = std::thread::Builder::new()
@@ -248,7 +285,7 @@ impl Engine {
                 batch_records: settings.batch_records,
                 record_bytes_max: settings.record_bytes_max,
                 routing,
-                track_progress: watermark_per_worker,
+                track_progress: watermark_per_worker && self.source.tracks_progress(),
             },
             stop: stop.clone(),
             counters: counters.clone(),
@@ -324,6 +361,22 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn get(&self, counter: Counter) -> u64 {
         self.totals[counter as usize]
+    }
+
+    /// A sink failure outcome of one error category, summed over the workers (see
+    /// [`crate::sink::resilient`] for what each outcome counts).
+    pub fn retry(
+        &self,
+        category: crate::retry::ErrorCategory,
+        outcome: crate::retry::counters::Outcome,
+    ) -> u64 {
+        self.totals[crate::metrics::counters::CATEGORY_BASE
+            + crate::retry::counters::retry_counter_index(category, outcome)]
+    }
+
+    /// Each worker's current records per batch (adaptive batch size).
+    pub fn batch_records_current(&self) -> Vec<u64> {
+        self.per_worker.iter().map(|w| w[Counter::BatchRecordsCurrent as usize]).collect()
     }
 }
 

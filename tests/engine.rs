@@ -204,3 +204,66 @@ fn impossible_settings_are_refused_before_starting() {
     assert_eq!(err.setting, "ring_bytes");
     assert!(err.hint.contains("at least"), "{err}");
 }
+
+/// Collects every payload (for checking the generator's output).
+/// (key, payload) pairs seen by the processor.
+type Seen = Arc<std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>>;
+
+struct Collect(Seen);
+
+impl Processor for Collect {
+    fn process<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>) {
+        let mut seen = self.0.lock().unwrap();
+        for (i, m) in input.iter().enumerate() {
+            seen.push((m.key.to_vec(), m.payload.to_vec()));
+            emit.pass(i as u32, m);
+        }
+    }
+}
+
+#[test]
+fn generator_writes_valid_orders_of_the_requested_size_keyed_by_customer() {
+    for (message_bytes, keys) in [(100usize, 10u64), (200, 50_000), (1000, 0)] {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let source = GeneratorSource::new(GeneratorSettings {
+            count: Some(20_000),
+            keys,
+            message_bytes,
+            batch_records: 64,
+            ..Default::default()
+        })
+        .unwrap();
+        Engine::new(
+            settings(2),
+            Box::new(source),
+            Box::new(move |_| Box::new(Collect(s2.clone()))),
+            Arc::new(NullSinkFactory),
+        )
+        .run()
+        .unwrap();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 20_000);
+        let mut ids = std::collections::HashSet::new();
+        for (key, payload) in seen.iter() {
+            let order: serde_json::Value = serde_json::from_slice(payload).expect("valid JSON");
+            assert!(ids.insert(order["id"].as_u64().unwrap()), "ids are unique");
+            for field in ["region", "status", "currency"] {
+                assert!(order[field].is_string(), "{field} in {order}");
+            }
+            assert!(order["amount"].is_f64());
+            if keys > 0 {
+                assert_eq!(
+                    order["customer"].as_str().unwrap().as_bytes(),
+                    &key[..],
+                    "key is the customer"
+                );
+            } else {
+                assert!(key.is_empty());
+            }
+            if message_bytes >= 200 {
+                assert_eq!(payload.len(), message_bytes, "padded to the requested size");
+            }
+        }
+    }
+}

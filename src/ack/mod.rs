@@ -28,8 +28,8 @@
 pub mod checkpoint;
 
 use crate::limits::TICKETS_IN_FLIGHT_MAX;
-use crate::sync::Arc;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Most partitions one ticket records. A batch that would touch more partitions is
 /// cut short by the worker (the rest goes into the next batch).

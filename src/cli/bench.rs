@@ -66,6 +66,24 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Write the outputs to this file (the file sink) instead of the null sink.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// With --output: the write timeout (default 30s; writes run on a per-worker
+    /// I/O thread).
+    #[arg(long, value_parser = parse_duration_arg, requires = "output", conflicts_with = "sink_inline")]
+    pub sink_timeout: Option<Duration>,
+    /// With --output: write inline on the worker thread, without a timeout.
+    #[arg(long, requires = "output")]
+    pub sink_inline: bool,
+    /// Adapt each worker's batch size toward this batch time ("1ms").
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub batch_time_target: Option<Duration>,
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::parse::duration::parse_duration(text)
+        .map_err(|e| format!("{}\n{}", e.reason, e.caret(text)))
 }
 
 /// Figures of one bench run.
@@ -88,6 +106,8 @@ pub struct BenchResult {
     pub dead_lettered: u64,
     pub processor: String,
     pub source: String,
+    /// "null", or "file PATH" with --output.
+    pub sink: String,
     pub batch_records: usize,
     pub pinned: bool,
 }
@@ -97,6 +117,8 @@ pub struct WorkerFigures {
     pub worker: usize,
     pub messages: u64,
     pub share: f64,
+    /// Records per batch at the end (adaptive batch size, or the fixed size).
+    pub batch_records: u64,
 }
 
 fn processors(kind: BenchProcessor) -> Result<ProcessorFactory, String> {
@@ -163,11 +185,50 @@ pub fn run(args: &BenchArgs) -> i32 {
             return EXIT_CONFIG;
         }
     };
-    let expected = if args.input.is_some() { None } else { Some(args.messages) };
+    // The steady-state window is measured in messages for the generator and in
+    // input bytes for a file (its length is known up front).
+    let expected = match &args.input {
+        None => Some((Counter::MessagesIn, args.messages)),
+        Some(path) => std::fs::metadata(path).ok().map(|m| (Counter::BytesIn, m.len())),
+    };
     let started = Instant::now();
     let allocations_at_start = alloc::allocations();
-    let running = match Engine::new(settings, source, processors, Arc::new(NullSinkFactory)).start()
-    {
+    let sink: Arc<dyn crate::sink::SinkFactory> = match &args.output {
+        None => Arc::new(NullSinkFactory),
+        Some(path) => {
+            let mut writer =
+                crate::sink::writer::WriterSettings::new(crate::limits::SINK_BUFFER_BYTES_DEFAULT);
+            if let Some(timeout) = args.sink_timeout {
+                writer.timeout = Some(timeout);
+            }
+            if args.sink_inline {
+                writer.timeout = None;
+            }
+            match crate::sink::writer::WriterSinkFactory::file(
+                path,
+                false,
+                false,
+                crate::limits::SINK_BUFFER_BYTES_DEFAULT,
+            )
+            .and_then(|f| f.settings(writer))
+            {
+                Ok(f) => Arc::new(f),
+                Err(e) => {
+                    eprintln!("corestream bench: {e}");
+                    return EXIT_IO;
+                }
+            }
+        }
+    };
+    let mut engine = Engine::new(settings, source, processors, sink);
+    if let Some(target) = args.batch_time_target {
+        engine = engine.batch_sizing(crate::worker::BatchSizing {
+            records_min: (args.batch / 8).max(1),
+            records_max: args.batch.saturating_mul(8).min(crate::limits::BATCH_RECORDS_MAX),
+            time_target: target,
+        });
+    }
+    let running = match engine.start() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("corestream bench: {e}");
@@ -180,8 +241,8 @@ pub fn run(args: &BenchArgs) -> i32 {
     let mut window: (Option<Sample>, Option<Sample>) = (None, None);
     while !running.is_finished() {
         std::thread::sleep(Duration::from_micros(500));
-        if let Some(total) = expected {
-            let done = running.metrics().counters().sum(Counter::MessagesIn);
+        if let Some((counter, total)) = expected {
+            let done = running.metrics().counters().sum(counter);
             if window.0.is_none() && done >= total / 10 {
                 window.0 = Some((done, alloc::allocations()));
             } else if window.0.is_some() && window.1.is_none() && done >= total / 10 * 9 {
@@ -230,6 +291,7 @@ pub fn run(args: &BenchArgs) -> i32 {
                 worker,
                 messages: w[Counter::MessagesIn as usize],
                 share: w[Counter::MessagesIn as usize] as f64 / messages.max(1) as f64,
+                batch_records: w[Counter::BatchRecordsCurrent as usize],
             })
             .collect(),
         outputs: s.get(Counter::Outputs),
@@ -237,12 +299,23 @@ pub fn run(args: &BenchArgs) -> i32 {
         dead_lettered: s.get(Counter::DeadLettered),
         processor: format!("{:?}", args.processor).to_lowercase(),
         source: source_name,
+        sink: match &args.output {
+            None => "null".to_string(),
+            Some(path) if args.sink_inline => format!("file {} (inline)", path.display()),
+            Some(path) => format!(
+                "file {} (I/O thread, timeout {})",
+                path.display(),
+                crate::parse::duration::DisplayDuration(
+                    args.sink_timeout.unwrap_or(crate::sink::writer::WRITE_TIMEOUT_DEFAULT)
+                )
+            ),
+        },
         batch_records: settings.batch_records,
         pinned: !args.unpinned,
     };
     if args.json {
         match serde_json::to_string(&result) {
-            Ok(json) => println!("{json}"),
+            Ok(json) => out!("{json}"),
             Err(e) => {
                 eprintln!("corestream bench: cannot encode the result: {e}");
                 return EXIT_RUNTIME;
@@ -255,11 +328,15 @@ pub fn run(args: &BenchArgs) -> i32 {
 }
 
 fn print_text(r: &BenchResult) {
-    println!(
-        "corestream bench: {} -> {} -> null, {} worker(s), batch {}",
-        r.source, r.processor, r.workers, r.batch_records
+    out!(
+        "corestream bench: {} -> {} -> {}, {} worker(s), batch {}",
+        r.source,
+        r.processor,
+        r.sink,
+        r.workers,
+        r.batch_records
     );
-    println!(
+    out!(
         "  {} messages in {:.3}s: {} msgs/s, {}B/s (mean {:.0} B/message)",
         r.messages,
         r.seconds,
@@ -267,7 +344,7 @@ fn print_text(r: &BenchResult) {
         human(r.bytes_per_sec),
         r.message_bytes_mean
     );
-    println!(
+    out!(
         "  latency ingest->sink: p50 {}  p99 {}  p99.9 {}  max {}",
         human_ns(r.latency_ns.p50),
         human_ns(r.latency_ns.p99),
@@ -275,13 +352,19 @@ fn print_text(r: &BenchResult) {
         human_ns(r.latency_ns.max)
     );
     match r.allocations_per_message {
-        Some(a) => println!("  allocations per message: {a:.4} ({})", r.allocation_window),
+        Some(a) => out!("  allocations per message: {a:.4} ({})", r.allocation_window),
         None => {
-            println!("  allocations per message: not measured (counting allocator not installed)")
+            out!("  allocations per message: not measured (counting allocator not installed)")
         }
     }
-    println!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
+    out!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
     for w in &r.per_worker {
-        println!("  worker {}: {} messages ({:.1}%)", w.worker, w.messages, w.share * 100.0);
+        out!(
+            "  worker {}: {} messages ({:.1}%), batch size now {}",
+            w.worker,
+            w.messages,
+            w.share * 100.0,
+            w.batch_records
+        );
     }
 }

@@ -8,6 +8,15 @@
 //!   Kafka brokers cannot be reached or a topic is missing
 //! - 130: a second SIGINT/SIGTERM during shutdown (immediate exit)
 
+// Defined before the submodules so they can use it.
+/// Prints like `println!`; a closed stdout (`| head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 pub mod bench;
 pub mod check;
 pub mod report;
@@ -180,18 +189,36 @@ fn validate(path: &std::path::Path) -> i32 {
         Ok(_) => crate::transform::describe_steps(&config.steps, &config.text),
         Err(e) => return build_error(e),
     };
-    println!("{}: valid", path.display());
-    println!("engine: {:?}", config.engine);
-    println!("source: {:?}", config.source);
-    println!("processor chain:\n{chain}");
-    println!("sink: {:?}", config.sink);
+    out!("{}: valid", path.display());
+    out!("engine: {}", crate::config::DisplayEngine(&config.engine));
+    out!("source: {}", config.source);
+    out!("processor chain:\n{chain}");
+    out!("sink: {}", config.sink);
+    out!(
+        "sink circuit breaker: opens after {} consecutive failures for {}",
+        config.breaker.failures_to_open,
+        crate::parse::duration::DisplayDuration(config.breaker.cool_down)
+    );
+    match &config.batch_sizing {
+        Some(s) => out!(
+            "batch size: adaptive from {} within {}..={} toward {} per batch",
+            config.engine.batch_records,
+            s.records_min,
+            s.records_max,
+            crate::parse::duration::DisplayDuration(s.time_target)
+        ),
+        None => out!("batch size: fixed at {}", config.engine.batch_records),
+    }
     match &config.dead_letter {
-        Some(d) => println!("dead_letter: {d:?}"),
-        None => println!(
+        Some(crate::config::DeadLetterSpec::File { path }) => {
+            out!("dead_letter: file {}", path.display())
+        }
+        Some(crate::config::DeadLetterSpec::Kafka(k)) => out!("dead_letter: {k}"),
+        None => out!(
             "dead_letter: none (failures are counted and the first {} logged)",
             crate::sink::dead_letter::DEAD_LETTER_LOG_MAX
         ),
     }
-    println!("retry (effective, with where each value came from):\n{}", config.retry);
+    out!("retry (effective, with where each value came from):\n{}", config.retry);
     EXIT_OK
 }

@@ -94,5 +94,32 @@ pub fn summary(s: &Snapshot, workers: usize) -> String {
         human_ns(s.latency.p99),
         human_ns(s.latency.p999),
         human_ns(s.latency.max),
-    )
+    ) + &sink_failures(s)
+}
+
+/// Sink failure lines for the summary: empty when the sink never failed.
+fn sink_failures(s: &Snapshot) -> String {
+    use crate::retry::ErrorCategory;
+    use crate::retry::counters::Outcome;
+    let mut out = String::new();
+    for category in ErrorCategory::ALL {
+        let counts = Outcome::ALL.map(|o| s.retry(category, o));
+        if counts.iter().any(|&n| n != 0) {
+            let parts: Vec<String> =
+                Outcome::ALL.iter().zip(counts).map(|(o, n)| format!("{} {n}", o.name())).collect();
+            out.push_str(&format!("\n  sink {}: {}", category.name(), parts.join("  ")));
+        }
+    }
+    let (dead, dedup, opened) = (
+        s.get(Counter::SinkDeadLettered),
+        s.get(Counter::Deduplicated),
+        s.get(Counter::BreakerOpened),
+    );
+    if dead + dedup + opened + s.get(Counter::SinkRetries) != 0 {
+        out.push_str(&format!(
+            "\n  sink retries {}  dead-lettered {dead}  deduplicated {dedup}  breaker opened {opened}",
+            s.get(Counter::SinkRetries)
+        ));
+    }
+    out
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use super::{DeadLetterSpec, Diagnostic, PipelineConfig, SinkSpec, SourceSpec};
 use crate::engine::{Engine, ProcessorFactory};
 use crate::processor::PassThrough;
-use crate::sink::SinkFactory;
 use crate::sink::dead_letter::{DeadLetter, FileDeadLetter};
 use crate::sink::null::NullSinkFactory;
 use crate::sink::writer::WriterSinkFactory;
+use crate::sink::{Resilience, SinkFactory};
 use crate::source::Source;
 use crate::source::file::{FileSource, StdinSource};
 use crate::source::generator::GeneratorSource;
@@ -131,9 +131,14 @@ pub fn sink_with_dead_letter(
     let _ = dead_letter; // only a Kafka sink dead-letters its own failures
     Ok(match &config.sink {
         SinkSpec::Null => Arc::new(NullSinkFactory),
-        SinkSpec::Stdout { buffer_bytes } => Arc::new(WriterSinkFactory::stdout(*buffer_bytes)),
-        SinkSpec::File { path, append, fsync, buffer_bytes } => Arc::new(
+        SinkSpec::Stdout { buffer_bytes, writer } => Arc::new(
+            WriterSinkFactory::stdout(*buffer_bytes)
+                .settings(*writer)
+                .map_err(|e| BuildError::Io(e.to_string()))?,
+        ),
+        SinkSpec::File { path, append, fsync, buffer_bytes, writer } => Arc::new(
             WriterSinkFactory::file(path, *append, *fsync, *buffer_bytes)
+                .and_then(|f| f.settings(*writer))
                 .map_err(|e| BuildError::Io(e.to_string()))?,
         ),
         #[cfg(feature = "kafka")]
@@ -166,7 +171,11 @@ pub fn engine(config: &PipelineConfig) -> Result<Engine, BuildError> {
     let dead_letter = dead_letter(config)?;
     let sink = sink_with_dead_letter(config, dead_letter.clone())?;
     let source = source(config)?;
-    let mut engine = Engine::new(config.engine, source, processors, sink);
+    let mut engine = Engine::new(config.engine, source, processors, sink)
+        .resilience(Resilience::from_retry(&config.retry, config.breaker));
+    if let Some(sizing) = config.batch_sizing {
+        engine = engine.batch_sizing(sizing);
+    }
     if let Some(dead_letter) = dead_letter {
         engine = engine.dead_letter(dead_letter);
     }

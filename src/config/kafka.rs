@@ -216,6 +216,73 @@ const MANAGED_DEAD_LETTER: [(&str, &str); 1] = [("bootstrap.servers", "brokers")
 /// rdkafka, which this build does not enable).
 const COMPRESSION_CODECS: [&str; 4] = ["none", "gzip", "snappy", "lz4"];
 
+impl std::fmt::Display for KafkaClientSpec {
+    /// Brokers and the properties set, secret values hidden (see `Debug`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "brokers {}", self.brokers)?;
+        for (key, value) in &self.properties {
+            let secret = SECRET_MARKERS.iter().any(|m| key.to_ascii_lowercase().contains(m));
+            write!(f, ", {key}={}", if secret { "(hidden)" } else { value.as_str() })?;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for KafkaSourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kafka topics {:?}, group {:?}, {}; commit every {} messages or {}, when idle, on \
+             revoke and at shutdown; prefetch <= {} KiB; missing topic: {}",
+            self.topics,
+            self.group,
+            self.client,
+            self.commit_every_messages,
+            crate::parse::duration::DisplayDuration(self.commit_interval),
+            self.queued_max_messages_kbytes,
+            self.topic_creation
+        )
+    }
+}
+
+impl std::fmt::Display for KafkaSinkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kafka topic {:?} (default; route steps may set others), {}",
+            self.topic, self.client
+        )?;
+        match &self.dead_letter_topic {
+            Some(t) => write!(f, "; failed deliveries to topic {t:?}")?,
+            None => write!(f, "; failed deliveries to [dead_letter]")?,
+        }
+        write!(f, "; missing topic: {}", self.topic_creation)
+    }
+}
+
+impl std::fmt::Display for KafkaDeadLetterSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "kafka topic {:?}, {}", self.topic, self.client)
+    }
+}
+
+impl std::fmt::Display for TopicCreation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.create {
+            return f.write_str("wait by the retry policy");
+        }
+        f.write_str("create it (")?;
+        match self.partitions {
+            Some(p) => write!(f, "{p} partitions")?,
+            None => f.write_str("partitions from CORESTREAM_TOPIC_PARTITIONS or default")?,
+        }
+        match self.replication {
+            Some(r) => write!(f, ", replication {r})"),
+            None => f.write_str(", replication from CORESTREAM_TOPIC_REPLICATION or default)"),
+        }
+    }
+}
+
 /// The error for any kafka type in a build without the feature.
 pub(super) fn unavailable(kind: &Spanned<String>) -> Diagnostic {
     Diagnostic::new(
@@ -516,15 +583,14 @@ pub(super) fn source_set(s: &RawSource) -> [(&'static str, Option<std::ops::Rang
 }
 
 /// The span list of the Kafka fields of a `[sink]`, for `only_fields`.
-pub(super) fn sink_set(s: &RawSink) -> [(&'static str, Option<std::ops::Range<usize>>); 10] {
+/// (`linger` and `compression` are shared with the file sink and listed there.)
+pub(super) fn sink_set(s: &RawSink) -> [(&'static str, Option<std::ops::Range<usize>>); 8] {
     [
         ("brokers", s.brokers.as_ref().and_then(span_of)),
         ("topic", s.topic.as_ref().and_then(span_of)),
         ("properties", s.properties.as_ref().and_then(span_of)),
         ("dead_letter_topic", s.dead_letter_topic.as_ref().and_then(span_of)),
-        ("linger", s.linger.as_ref().and_then(span_of)),
         ("batch_bytes", s.batch_bytes.as_ref().and_then(span_of)),
-        ("compression", s.compression.as_ref().and_then(span_of)),
         ("create_topics", s.create_topics.as_ref().and_then(span_of)),
         ("topic_partitions", s.topic_partitions.as_ref().and_then(span_of)),
         ("topic_replication", s.topic_replication.as_ref().and_then(span_of)),

@@ -7,6 +7,9 @@
 //! batch_records = 512
 //! record_bytes_max = "1MiB"
 //! pin = true
+//! batch_time_target = "1ms"     # adaptive batch size (off unless set) ...
+//! batch_records_min = 64        # ... within these bounds
+//! batch_records_max = 4096
 //!
 //! [source]
 //! type = "file"                 # generator | file | stdin
@@ -20,6 +23,15 @@
 //! [sink]
 //! type = "file"                 # null | stdout | file
 //! path = "out.ndjson"
+//! flush_records = 4096          # write when this many outputs are buffered,
+//! flush_bytes = "256KiB"        # or this many bytes (alias of buffer_bytes),
+//! linger = "5ms"                # or the oldest is this old (default: when idle)
+//! dedup = false                 # keep only the latest output per key per write
+//! compression = "zstd"          # file only: one zstd frame per write
+//! compression_level = 1
+//! timeout = "30s"               # file/stdout (default 30s; "off": write inline)
+//! breaker_failures = 5          # any sink: circuit breaker
+//! breaker_cool_down = "30s"
 //!
 //! [dead_letter]                 # optional; default: count and log the first few
 //! type = "file"
@@ -45,9 +57,12 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use crate::engine::EngineSettings;
+use crate::retry::breaker::{BreakerConfig, CircuitBreaker};
 use crate::retry::env::{EffectiveRetry, RetryConfig};
+use crate::sink::writer::{Compression, WriterSettings, ZSTD_LEVEL_DEFAULT};
 use crate::source::file::CHECKPOINT_INTERVAL_DEFAULT;
 use crate::source::generator::GeneratorSettings;
+use crate::worker::BatchSizing;
 use crate::worker::Placement;
 
 pub use diagnostic::{ConfigError, Diagnostic, did_you_mean};
@@ -145,6 +160,9 @@ struct RawEngine {
     record_bytes_max: Option<Spanned<SizeValue>>,
     arena_bytes: Option<Spanned<SizeValue>>,
     pin: Option<bool>,
+    batch_records_min: Option<Spanned<u64>>,
+    batch_records_max: Option<Spanned<u64>>,
+    batch_time_target: Option<Spanned<DurationValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,14 +218,21 @@ struct RawSink {
     append: Option<Spanned<bool>>,
     fsync: Option<Spanned<bool>>,
     buffer_bytes: Option<Spanned<SizeValue>>,
-    // kafka (see `kafka`)
+    flush_bytes: Option<Spanned<SizeValue>>,
+    flush_records: Option<Spanned<u64>>,
+    linger: Option<Spanned<DurationValue>>,
+    dedup: Option<Spanned<bool>>,
+    compression: Option<Spanned<String>>,
+    compression_level: Option<Spanned<i64>>,
+    timeout: Option<Spanned<String>>,
+    breaker_failures: Option<Spanned<u64>>,
+    breaker_cool_down: Option<Spanned<DurationValue>>,
+    // kafka (see `kafka`; it shares `linger` and `compression`)
     brokers: Option<Spanned<String>>,
     topic: Option<Spanned<String>>,
     properties: Option<Spanned<kafka::PropertyTable>>,
     dead_letter_topic: Option<Spanned<String>>,
-    linger: Option<Spanned<DurationValue>>,
     batch_bytes: Option<Spanned<SizeValue>>,
-    compression: Option<Spanned<String>>,
     create_topics: Option<Spanned<bool>>,
     topic_partitions: Option<Spanned<u64>>,
     topic_replication: Option<Spanned<u64>>,
@@ -238,8 +263,18 @@ pub enum SourceSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub enum SinkSpec {
     Null,
-    Stdout { buffer_bytes: usize },
-    File { path: PathBuf, append: bool, fsync: bool, buffer_bytes: usize },
+    /// `writer.flush_bytes` equals `buffer_bytes`.
+    Stdout {
+        buffer_bytes: usize,
+        writer: WriterSettings,
+    },
+    File {
+        path: PathBuf,
+        append: bool,
+        fsync: bool,
+        buffer_bytes: usize,
+        writer: WriterSettings,
+    },
     Kafka(kafka::KafkaSinkSpec),
 }
 
@@ -259,6 +294,10 @@ pub struct PipelineConfig {
     pub source: SourceSpec,
     pub steps: Vec<Spanned<RawStep>>,
     pub sink: SinkSpec,
+    /// The sink's circuit breaker (`[sink] breaker_failures`, `breaker_cool_down`).
+    pub breaker: BreakerConfig,
+    /// Adaptive batch size (`[engine] batch_time_target`, ...); `None`: fixed.
+    pub batch_sizing: Option<BatchSizing>,
     pub dead_letter: Option<DeadLetterSpec>,
     pub retry: EffectiveRetry,
 }
@@ -286,6 +325,7 @@ impl PipelineConfig {
         let raw: RawConfig = toml::from_str(text).map_err(|e| fail(toml_diagnostic(&e)))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let engine = engine_settings(&raw.engine).map_err(fail)?;
+        let batch_sizing = batch_sizing(&raw.engine, engine.batch_records).map_err(fail)?;
         let source = raw
             .source
             .as_ref()
@@ -305,6 +345,8 @@ impl PipelineConfig {
             })
             .and_then(|s| sink_spec(s, &base))
             .map_err(fail)?;
+        let breaker =
+            raw.sink.as_ref().map_or(Ok(BreakerConfig::default()), breaker).map_err(fail)?;
         let dead_letter = raw
             .dead_letter
             .as_ref()
@@ -320,6 +362,8 @@ impl PipelineConfig {
             source,
             steps: raw.processor,
             sink,
+            breaker,
+            batch_sizing,
             dead_letter,
             retry,
         })
@@ -548,10 +592,26 @@ fn sink_spec(raw: &Spanned<RawSink>, base: &Path) -> Result<SinkSpec, Diagnostic
         ("append", s.append.as_ref().and_then(span_of)),
         ("fsync", s.fsync.as_ref().and_then(span_of)),
         ("buffer_bytes", s.buffer_bytes.as_ref().and_then(span_of)),
+        ("flush_bytes", s.flush_bytes.as_ref().and_then(span_of)),
+        ("flush_records", s.flush_records.as_ref().and_then(span_of)),
+        ("linger", s.linger.as_ref().and_then(span_of)),
+        ("dedup", s.dedup.as_ref().and_then(span_of)),
+        ("compression", s.compression.as_ref().and_then(span_of)),
+        ("compression_level", s.compression_level.as_ref().and_then(span_of)),
+        ("timeout", s.timeout.as_ref().and_then(span_of)),
+        ("breaker_failures", s.breaker_failures.as_ref().and_then(span_of)),
+        ("breaker_cool_down", s.breaker_cool_down.as_ref().and_then(span_of)),
     ];
     let kafka_set = kafka::sink_set(s);
     let set: Vec<_> = set.into_iter().chain(kafka_set).collect();
-    let buffer_bytes = match &s.buffer_bytes {
+    if let (Some(_), Some(f)) = (&s.buffer_bytes, &s.flush_bytes) {
+        return Err(Diagnostic::new(
+            Some(f.span()),
+            "set either buffer_bytes or flush_bytes, not both",
+        )
+        .hint("they are one setting: the bytes buffered per worker before a write"));
+    }
+    let buffer_bytes = match s.flush_bytes.as_ref().or(s.buffer_bytes.as_ref()) {
         Some(b) if b.get_ref().0 == 0 || b.get_ref().0 > (1 << 30) => {
             return Err(Diagnostic::new(
                 Some(b.span()),
@@ -562,23 +622,28 @@ fn sink_spec(raw: &Spanned<RawSink>, base: &Path) -> Result<SinkSpec, Diagnostic
         Some(b) => b.get_ref().0 as usize,
         None => crate::limits::SINK_BUFFER_BYTES_DEFAULT,
     };
+    const BREAKER: [&str; 2] = ["breaker_failures", "breaker_cool_down"];
+    const BATCHING: [&str; 6] =
+        ["buffer_bytes", "flush_bytes", "flush_records", "linger", "dedup", "timeout"];
     match s.kind.get_ref().as_str() {
         "null" => {
-            only_fields(&s.kind, &set, &[])?;
+            only_fields(&s.kind, &set, &BREAKER)?;
             Ok(SinkSpec::Null)
         }
         "stdout" => {
-            only_fields(&s.kind, &set, &["buffer_bytes"])?;
-            Ok(SinkSpec::Stdout { buffer_bytes })
+            only_fields(&s.kind, &set, &[&BATCHING[..], &BREAKER[..]].concat())?;
+            Ok(SinkSpec::Stdout { buffer_bytes, writer: writer_settings(s, buffer_bytes)? })
         }
         "file" => {
-            only_fields(&s.kind, &set, &["path", "append", "fsync", "buffer_bytes"])?;
+            let file_only = ["path", "append", "fsync", "compression", "compression_level"];
+            only_fields(&s.kind, &set, &[&file_only[..], &BATCHING[..], &BREAKER[..]].concat())?;
             let path = required(&s.path, "path", &s.kind, "\"out.ndjson\"")?;
             Ok(SinkSpec::File {
                 path: resolve_path(base, path),
                 append: s.append.as_ref().is_some_and(|a| *a.get_ref()),
                 fsync: s.fsync.as_ref().is_some_and(|a| *a.get_ref()),
                 buffer_bytes,
+                writer: writer_settings(s, buffer_bytes)?,
             })
         }
         "kafka" => {
@@ -587,6 +652,139 @@ fn sink_spec(raw: &Spanned<RawSink>, base: &Path) -> Result<SinkSpec, Diagnostic
         }
         _ => Err(unknown_type(&s.kind, "sink", &["null", "stdout", "file", "kafka"])),
     }
+}
+
+/// Batching, dedup, compression and timeout of a file or stdout sink.
+fn writer_settings(s: &RawSink, flush_bytes: usize) -> Result<WriterSettings, Diagnostic> {
+    let mut settings = WriterSettings::new(flush_bytes);
+    if let Some(n) = &s.flush_records {
+        settings.flush_records = usize::try_from(*n.get_ref()).unwrap_or(usize::MAX);
+    }
+    settings.linger = s.linger.as_ref().map(|d| d.get_ref().0);
+    settings.dedup = s.dedup.as_ref().is_some_and(|d| *d.get_ref());
+    if let Some(t) = &s.timeout {
+        settings.timeout = match t.get_ref().as_str() {
+            "off" => None,
+            text => Some(crate::parse::duration::parse_duration(text).map_err(|e| {
+                let at = t.span().start + 1 + e.offset;
+                Diagnostic::new(
+                    Some(at..at + e.len.max(1)),
+                    format!("invalid duration \"{text}\": {}\n{}", e.reason, e.caret(text)),
+                )
+                .hint("a duration such as \"30s\", or \"off\" to write inline without a timeout")
+            })?),
+        };
+    }
+    settings.compression = match &s.compression {
+        None => Compression::None,
+        Some(c) => match c.get_ref().as_str() {
+            "none" => Compression::None,
+            "zstd" => Compression::Zstd { level: ZSTD_LEVEL_DEFAULT },
+            other => {
+                let hint = match did_you_mean(other, ["none", "zstd"]) {
+                    Some(best) => format!("did you mean \"{best}\"?"),
+                    None => "known: \"none\", \"zstd\"".to_string(),
+                };
+                return Err(Diagnostic::new(
+                    Some(c.span()),
+                    format!("unknown compression \"{other}\""),
+                )
+                .hint(hint));
+            }
+        },
+    };
+    if let Some(level) = &s.compression_level {
+        match &mut settings.compression {
+            Compression::Zstd { level: l } => {
+                *l = i32::try_from(*level.get_ref()).unwrap_or(i32::MAX);
+            }
+            Compression::None => {
+                return Err(Diagnostic::new(
+                    Some(level.span()),
+                    "compression_level needs compression = \"zstd\"",
+                )
+                .hint("add compression = \"zstd\", or remove compression_level"));
+            }
+        }
+    }
+    settings.validate().map_err(|(setting, message)| {
+        let span = match setting {
+            "flush_bytes" => s.flush_bytes.as_ref().or(s.buffer_bytes.as_ref()).and_then(span_of),
+            "flush_records" => s.flush_records.as_ref().and_then(span_of),
+            "linger" => s.linger.as_ref().and_then(span_of),
+            "timeout" => s.timeout.as_ref().and_then(span_of),
+            "compression_level" => s.compression_level.as_ref().and_then(span_of),
+            _ => None,
+        };
+        Diagnostic::new(span, format!("sink.{setting}: {message}"))
+            .hint(format!("omit {setting} for the default"))
+    })?;
+    Ok(settings)
+}
+
+/// The sink's circuit breaker: `breaker_failures` consecutive failures open it for
+/// `breaker_cool_down`.
+fn breaker(raw: &Spanned<RawSink>) -> Result<BreakerConfig, Diagnostic> {
+    let s = raw.get_ref();
+    let mut config = BreakerConfig::default();
+    if let Some(n) = &s.breaker_failures {
+        config.failures_to_open = u32::try_from(*n.get_ref()).unwrap_or(u32::MAX);
+    }
+    if let Some(d) = &s.breaker_cool_down {
+        config.cool_down = d.get_ref().0;
+    }
+    CircuitBreaker::new(config).map_err(|e| {
+        let (key, value) = match e {
+            crate::retry::breaker::BreakerConfigError::Failures(_) => {
+                ("breaker_failures", s.breaker_failures.as_ref().and_then(span_of))
+            }
+            crate::retry::breaker::BreakerConfigError::CoolDown(_) => {
+                ("breaker_cool_down", s.breaker_cool_down.as_ref().and_then(span_of))
+            }
+        };
+        Diagnostic::new(value, format!("sink.{key}: {e}"))
+            .hint("omit it for the default (5 failures, 30s)")
+    })?;
+    Ok(config)
+}
+
+/// Adaptive batch size: on when `batch_time_target` is set; the bounds default to
+/// an eighth and eight times `batch_records`.
+fn batch_sizing(raw: &RawEngine, batch_records: usize) -> Result<Option<BatchSizing>, Diagnostic> {
+    let Some(target) = &raw.batch_time_target else {
+        if let Some(bound) = raw.batch_records_min.as_ref().or(raw.batch_records_max.as_ref()) {
+            return Err(Diagnostic::new(
+                Some(bound.span()),
+                "batch_records_min and batch_records_max need batch_time_target",
+            )
+            .hint(
+                "add batch_time_target = \"1ms\" to adapt the batch size, or remove the bounds",
+            ));
+        }
+        return Ok(None);
+    };
+    let count = |v: &Option<Spanned<u64>>, default: usize| {
+        v.as_ref().map_or(default, |n| usize::try_from(*n.get_ref()).unwrap_or(usize::MAX))
+    };
+    let sizing = BatchSizing {
+        records_min: count(&raw.batch_records_min, (batch_records / 8).max(1)),
+        records_max: count(
+            &raw.batch_records_max,
+            batch_records.saturating_mul(8).min(crate::limits::BATCH_RECORDS_MAX),
+        ),
+        time_target: target.get_ref().0,
+    };
+    sizing.validate(batch_records).map_err(|(setting, message)| {
+        let span = match setting {
+            "batch_records_min" => raw.batch_records_min.as_ref().and_then(span_of),
+            "batch_records_max" => raw.batch_records_max.as_ref().and_then(span_of),
+            "batch_records" => raw.batch_records.as_ref().and_then(span_of),
+            _ => Some(target.span()),
+        };
+        Diagnostic::new(span, format!("engine.{setting}: {message}"))
+            .hint("batch_records_min <= batch_records <= batch_records_max")
+    })?;
+    Ok(Some(sizing))
 }
 
 fn dead_letter_spec(
@@ -619,3 +817,76 @@ fn dead_letter_spec(
 
 #[cfg(test)]
 mod tests;
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Generator(g) => write!(
+                f,
+                "generator: count {}, rate {}, keys {}, message_bytes {}, seed {}",
+                g.count.map_or("unlimited".to_string(), |c| c.to_string()),
+                g.rate_per_sec.map_or("unlimited".to_string(), |r| format!("{r}/s")),
+                g.keys,
+                g.message_bytes,
+                g.seed
+            ),
+            SourceSpec::File { path, checkpoint, checkpoint_interval } => {
+                write!(f, "file {}", path.display())?;
+                match checkpoint {
+                    Some(c) => write!(
+                        f,
+                        ", checkpoint {} every {}",
+                        c.display(),
+                        crate::parse::duration::DisplayDuration(*checkpoint_interval)
+                    ),
+                    None => write!(f, ", no checkpoint (a restart reads from the start)"),
+                }
+            }
+            SourceSpec::Stdin => write!(f, "stdin (no checkpoint)"),
+            SourceSpec::Kafka(k) => k.fmt(f),
+        }
+    }
+}
+
+impl std::fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkSpec::Null => write!(f, "null"),
+            SinkSpec::Stdout { buffer_bytes, writer } => {
+                write!(
+                    f,
+                    "stdout, buffer {}; {writer}",
+                    crate::parse::size::DisplaySize(*buffer_bytes as u64)
+                )
+            }
+            SinkSpec::File { path, append, fsync, buffer_bytes, writer } => write!(
+                f,
+                "file {} ({}, {}, buffer {}); {writer}",
+                path.display(),
+                if *append { "append" } else { "truncate" },
+                if *fsync { "fsync on flush" } else { "no fsync" },
+                crate::parse::size::DisplaySize(*buffer_bytes as u64)
+            ),
+            SinkSpec::Kafka(k) => k.fmt(f),
+        }
+    }
+}
+
+/// The engine settings as `validate` prints them.
+pub struct DisplayEngine<'a>(pub &'a EngineSettings);
+
+impl std::fmt::Display for DisplayEngine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.0;
+        write!(
+            f,
+            "{} worker(s) {}, ring {} each, batch {} records, record_bytes_max {}, arena {}",
+            e.workers,
+            if e.placement == Placement::PinPerCore { "pinned one per core" } else { "unpinned" },
+            crate::parse::size::DisplaySize(e.ring_bytes as u64),
+            e.batch_records,
+            crate::parse::size::DisplaySize(e.record_bytes_max as u64),
+            crate::parse::size::DisplaySize(e.arena_bytes as u64)
+        )
+    }
+}

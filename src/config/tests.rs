@@ -118,3 +118,151 @@ fn retry_environment_is_applied_and_config_wins() {
     let e = PipelineConfig::parse(Path::new("p.toml"), MINIMAL, bad).unwrap_err().to_string();
     assert!(e.contains("CORESTREAM_RETRY_INITIAL") && e.contains("soon"), "{e}");
 }
+
+#[test]
+fn sink_batching_keys_are_read_per_type() {
+    let text = "[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = \"o.zst\"\n\
+                flush_records = 100\nflush_bytes = \"64KiB\"\nlinger = \"5ms\"\ndedup = true\n\
+                compression = \"zstd\"\ncompression_level = 3\ntimeout = \"10s\"\n\
+                breaker_failures = 3\nbreaker_cool_down = \"1m\"\n";
+    let config = parse(text).unwrap();
+    let SinkSpec::File { buffer_bytes, writer, .. } = config.sink else { panic!("file sink") };
+    assert_eq!(buffer_bytes, 65536);
+    assert_eq!(
+        writer,
+        WriterSettings {
+            flush_bytes: 65536,
+            flush_records: 100,
+            linger: Some(Duration::from_millis(5)),
+            dedup: true,
+            compression: Compression::Zstd { level: 3 },
+            timeout: Some(Duration::from_secs(10)),
+        }
+    );
+    assert_eq!(
+        config.breaker,
+        BreakerConfig { failures_to_open: 3, cool_down: Duration::from_secs(60) }
+    );
+    let stdout =
+        parse("[source]\ntype = \"stdin\"\n[sink]\ntype = \"stdout\"\nlinger = \"1s\"\n").unwrap();
+    assert!(
+        matches!(stdout.sink, SinkSpec::Stdout { writer, .. } if writer.linger == Some(Duration::from_secs(1)))
+    );
+    let null = parse(&format!("{MINIMAL}breaker_failures = 2\n")).unwrap();
+    assert_eq!(null.breaker.failures_to_open, 2);
+}
+
+#[test]
+fn sink_batching_errors_point_at_the_key() {
+    let sink = |extra: &str| {
+        error(&format!(
+            "[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = \"o\"\n{extra}"
+        ))
+    };
+    let e = sink("compression = \"lz4\"\n");
+    assert!(e.contains("unknown compression \"lz4\"") && e.contains("p.toml:6:15"), "{e}");
+    assert!(e.contains("known: \"none\", \"zstd\""), "{e}");
+    let e = sink("compression = \"zsdt\"\n");
+    assert!(e.contains("did you mean \"zstd\"?"), "{e}");
+    let e = sink("compression_level = 5\n");
+    assert!(e.contains("compression_level needs compression = \"zstd\""), "{e}");
+    assert!(e.contains("p.toml:6:21"), "{e}");
+    let e = sink("compression = \"zstd\"\ncompression_level = 40\n");
+    assert!(e.contains("sink.compression_level: zstd level 40 must be from 1 to 19"), "{e}");
+    assert!(e.contains("p.toml:7:21"), "{e}");
+    let e = sink("flush_records = 0\n");
+    assert!(
+        e.contains("sink.flush_records: must be from 1 to 1048576") && e.contains("p.toml:6:17"),
+        "{e}"
+    );
+    let e = sink("linger = \"2m\"\n");
+    assert!(e.contains("sink.linger: must be more than 0s and at most 1m"), "{e}");
+    let e = sink("timeout = \"0s\"\n");
+    assert!(
+        e.contains("sink.timeout: must be more than 0s and at most 1h")
+            && e.contains("p.toml:6:11"),
+        "{e}"
+    );
+    let e = sink("timeout = \"soon\"\n");
+    assert!(e.contains("invalid duration \"soon\""), "{e}");
+    let e = sink("buffer_bytes = \"64KiB\"\nflush_bytes = \"64KiB\"\n");
+    assert!(e.contains("set either buffer_bytes or flush_bytes, not both"), "{e}");
+    let e = sink("breaker_failures = 0\n");
+    assert!(
+        e.contains(
+            "sink.breaker_failures: circuit breaker failures_to_open 0 must be from 1 to 1000000"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("p.toml:6:20"), "{e}");
+    let e = sink("breaker_cool_down = \"2h\"\n");
+    assert!(e.contains("cool_down 2h must be more than 0s and at most 1h"), "{e}");
+    let e = error(&format!("{MINIMAL}timeout = \"5s\"\n"));
+    assert!(e.contains("`timeout` does not apply to type \"null\""), "{e}");
+    assert!(e.contains("type \"null\" takes: breaker_failures, breaker_cool_down"), "{e}");
+    let e =
+        error("[source]\ntype = \"stdin\"\n[sink]\ntype = \"stdout\"\ncompression = \"zstd\"\n");
+    assert!(e.contains("`compression` does not apply to type \"stdout\""), "{e}");
+}
+
+#[test]
+fn adaptive_batch_keys_and_their_errors() {
+    let config = parse(&format!(
+        "[engine]\nbatch_records = 256\nbatch_time_target = \"2ms\"\nbatch_records_max = 1024\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.batch_sizing,
+        Some(BatchSizing {
+            records_min: 32,
+            records_max: 1024,
+            time_target: Duration::from_millis(2)
+        })
+    );
+    assert_eq!(parse(MINIMAL).unwrap().batch_sizing, None, "fixed unless a target is set");
+    let e = error(&format!("[engine]\nbatch_records_min = 8\n{MINIMAL}"));
+    assert!(e.contains("batch_records_min and batch_records_max need batch_time_target"), "{e}");
+    assert!(e.contains("p.toml:2:21") && e.contains("hint: add batch_time_target"), "{e}");
+    let e = error(&format!(
+        "[engine]\nbatch_records = 512\nbatch_time_target = \"1ms\"\nbatch_records_max = 50\n{MINIMAL}"
+    ));
+    assert!(
+        e.contains(
+            "engine.batch_records_min: 64 must be at least 1 and at most batch_records_max (50)"
+        ),
+        "{e}"
+    );
+    let e = error(&format!(
+        "[engine]\nbatch_records = 512\nbatch_time_target = \"1ms\"\nbatch_records_min = 1\nbatch_records_max = 100\n{MINIMAL}"
+    ));
+    assert!(e.contains("engine.batch_records: the starting size 512 is outside"), "{e}");
+    assert!(e.contains("p.toml:2:17"), "{e}");
+    let e = error(&format!("[engine]\nbatch_time_target = \"5s\"\n{MINIMAL}"));
+    assert!(e.contains("engine.batch_time_target: must be more than 0s and at most 1s"), "{e}");
+    assert!(e.contains("p.toml:2:21"), "{e}");
+    let e = error(&format!(
+        "[engine]\nbatch_time_target = \"1ms\"\nbatch_records_max = 100000\n{MINIMAL}"
+    ));
+    assert!(e.contains("engine.batch_records_max: 100000 is above the limit of 65536"), "{e}");
+}
+
+#[test]
+fn sink_timeout_defaults_to_30s_and_off_writes_inline() {
+    let file = |extra: &str| {
+        let text =
+            format!("[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = \"o\"\n{extra}");
+        match parse(&text).unwrap().sink {
+            SinkSpec::File { writer, .. } => writer.timeout,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(file(""), Some(Duration::from_secs(30)));
+    assert_eq!(file("timeout = \"off\"\n"), None);
+    assert_eq!(file("timeout = \"1m30s\"\n"), Some(Duration::from_secs(90)));
+    let e = error("[source]\ntype = \"stdin\"\n[sink]\ntype = \"stdout\"\ntimeout = \"5 s\"\n");
+    assert!(
+        e.contains("invalid duration \"5 s\"") && e.contains("or \"off\" to write inline"),
+        "{e}"
+    );
+    assert!(e.contains("p.toml:5:"), "{e}");
+}

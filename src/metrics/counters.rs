@@ -48,10 +48,22 @@ pub enum Counter {
     /// Messages read again after a restart from a checkpoint (possible duplicates:
     /// they may have reached the sink before the crash).
     Replayed,
+    /// Outputs the sink stage dead-lettered after its retry policy gave up, or at
+    /// once for a category whose action is `dead_letter` (also in `DeadLettered`;
+    /// per category in the retry outcome slots).
+    SinkDeadLettered,
+    /// Outputs a sink dropped because a later output with the same key arrived in
+    /// the same flush window (`dedup = true`); acknowledged like delivered ones.
+    Deduplicated,
+    /// Times a sink's circuit breaker opened.
+    BreakerOpened,
+    /// Gauge, not a sum: the worker's current records per batch (adaptive batch
+    /// size, or the fixed `batch_records`). Read it per worker.
+    BatchRecordsCurrent,
 }
 
 /// Number of engine counters.
-pub const ENGINE_COUNTERS: usize = Counter::Replayed as usize + 1;
+pub const ENGINE_COUNTERS: usize = Counter::BatchRecordsCurrent as usize + 1;
 
 /// Names of the engine counters, in slot order (metrics and JSON keys).
 pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
@@ -70,6 +82,10 @@ pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
     "sink_retries",
     "ack_waits",
     "replayed",
+    "sink_dead_lettered",
+    "deduplicated",
+    "breaker_opened",
+    "batch_records_current",
 ];
 
 /// Failure outcomes counted per error category (retry and dead-letter accounting).
@@ -82,6 +98,9 @@ pub const CATEGORY_BASE: usize = ENGINE_COUNTERS;
 pub const SHARD_SLOTS: usize = CATEGORY_BASE + ErrorCategory::COUNT * OUTCOMES_PER_CATEGORY;
 
 const _: () = assert!(COUNTER_NAMES.len() == ENGINE_COUNTERS);
+// The retry module's (category, outcome) layout is exactly this block.
+const _: () = assert!(crate::retry::counters::RETRY_COUNTERS == SHARD_SLOTS - CATEGORY_BASE);
+const _: () = assert!(crate::retry::counters::Outcome::COUNT == OUTCOMES_PER_CATEGORY);
 // A shard is a few cache lines; keep it small so summing all shards stays cheap.
 const _: () = assert!(SHARD_SLOTS * 8 <= 1024);
 
@@ -109,6 +128,13 @@ impl CounterShard {
     #[inline(always)]
     pub fn add(&self, counter: Counter, n: u64) {
         self.add_slot(counter as usize, n);
+    }
+
+    /// Sets a gauge slot (such as [`Counter::BatchRecordsCurrent`]). Only the
+    /// shard's single writer may call this.
+    #[inline(always)]
+    pub fn set_slot(&self, slot: usize, value: u64) {
+        self.slots[slot].store(value, Ordering::Relaxed);
     }
 
     /// Reads one slot.
@@ -159,6 +185,16 @@ impl ShardedCounters {
                 *total = total.wrapping_add(shard.get_slot(slot));
             }
         }
+    }
+}
+
+/// Retry events land in the per-category block of the worker's own shard: one
+/// single-writer counter write per event (see [`crate::retry::counters`]).
+impl crate::retry::counters::CounterSink for CounterShard {
+    #[inline(always)]
+    fn add(&self, index: usize, n: u64) {
+        debug_assert!(index < crate::retry::counters::RETRY_COUNTERS);
+        self.add_slot(CATEGORY_BASE + index, n);
     }
 }
 
@@ -215,5 +251,20 @@ mod tests {
         assert_eq!(COUNTER_NAMES[Counter::Ingested as usize], "ingested");
         assert_eq!(COUNTER_NAMES[Counter::AckWaits as usize], "ack_waits");
         assert_eq!(COUNTER_NAMES[Counter::DeadLettered as usize], "dead_lettered");
+        assert_eq!(COUNTER_NAMES[Counter::BatchRecordsCurrent as usize], "batch_records_current");
+    }
+
+    #[test]
+    fn retry_events_land_in_the_category_block() {
+        use crate::retry::counters::{Outcome, RetryEvent, retry_counter_index};
+        let shard = CounterShard::default();
+        RetryEvent::new(ErrorCategory::Timeout, Outcome::GaveUp).record(&shard);
+        let slot = CATEGORY_BASE + retry_counter_index(ErrorCategory::Timeout, Outcome::GaveUp);
+        assert_eq!(shard.get_slot(slot), 1);
+        let total: u64 = (0..SHARD_SLOTS).map(|s| shard.get_slot(s)).sum();
+        assert_eq!(total, 1, "exactly one slot written");
+        shard.set_slot(Counter::BatchRecordsCurrent as usize, 64);
+        shard.set_slot(Counter::BatchRecordsCurrent as usize, 48);
+        assert_eq!(shard.get_slot(Counter::BatchRecordsCurrent as usize), 48, "a gauge is set");
     }
 }

@@ -111,19 +111,29 @@ pub fn encode_header(message: &Message<'_>) -> [u8; RECORD_HEADER_BYTES] {
 /// written in parts).
 #[inline(always)]
 pub fn encode_header_for(message: &Message<'_>, payload_bytes: usize) -> [u8; RECORD_HEADER_BYTES] {
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    for (chunk, word) in header.chunks_exact_mut(8).zip(header_words(message, payload_bytes)) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    header
+}
+
+/// The header as five words, to be stored little-endian at offsets 0, 8, .. 32.
+#[inline(always)]
+pub fn header_words(message: &Message<'_>, payload_bytes: usize) -> [u64; RECORD_HEADER_BYTES / 8] {
     debug_assert!(message.key.len() <= KEY_BYTES_MAX);
     debug_assert!(message.headers.encoded().len() <= HEADERS_BYTES_MAX);
     debug_assert!(payload_bytes <= PAYLOAD_BYTES_MAX);
-    let mut header = [0u8; RECORD_HEADER_BYTES];
-    header[0..4].copy_from_slice(&(payload_bytes as u32).to_le_bytes());
-    header[4..6].copy_from_slice(&(message.key.len() as u16).to_le_bytes());
-    header[6..8].copy_from_slice(&(message.headers.encoded().len() as u16).to_le_bytes());
-    header[8..12].copy_from_slice(&message.meta.partition.to_le_bytes());
-    // 12..16: flags, reserved zero.
-    header[16..24].copy_from_slice(&message.meta.position.to_le_bytes());
-    header[24..32].copy_from_slice(&message.meta.timestamp_ms.to_le_bytes());
-    header[32..40].copy_from_slice(&message.meta.ingest_ns.to_le_bytes());
-    header
+    let word0 = payload_bytes as u64
+        | (message.key.len() as u64) << 32
+        | (message.headers.encoded().len() as u64) << 48;
+    [
+        word0,
+        u64::from(message.meta.partition), // flags (high half) reserved zero
+        message.meta.position,
+        message.meta.timestamp_ms as u64,
+        message.meta.ingest_ns,
+    ]
 }
 
 /// Lengths read from a header: `(payload, key, headers)` bytes.
@@ -146,19 +156,26 @@ pub const fn frame_len_from(payload: u32, key: usize, headers: usize) -> usize {
 /// `frame` must hold exactly the frame's bytes (from [`frame_len_from`]).
 #[inline(always)]
 pub fn decode_trusted(frame: &[u8]) -> Message<'_> {
-    let (payload_len, key_len, headers_len) = header_lengths(frame);
-    let h = &frame[..RECORD_HEADER_BYTES];
-    let meta = Meta {
-        partition: u32::from_le_bytes(h[8..12].try_into().unwrap_or_default()),
-        position: u64::from_le_bytes(h[16..24].try_into().unwrap_or_default()),
-        timestamp_ms: i64::from_le_bytes(h[24..32].try_into().unwrap_or_default()),
-        ingest_ns: u64::from_le_bytes(h[32..40].try_into().unwrap_or_default()),
+    let Some((header, body)) = frame.split_first_chunk::<RECORD_HEADER_BYTES>() else {
+        return Message::default();
     };
-    let body = &frame[RECORD_HEADER_BYTES..];
-    let key = &body[..key_len];
-    let headers = Headers::from_encoded(&body[key_len..key_len + headers_len]);
-    let payload = &body[key_len + headers_len..key_len + headers_len + payload_len as usize];
-    Message { key, payload, headers, meta }
+    let word =
+        |i: usize| u64::from_le_bytes(header[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+    let word0 = word(0);
+    let payload_len = (word0 & 0xffff_ffff) as usize;
+    let key_len = ((word0 >> 32) & 0xffff) as usize;
+    let headers_len = (word0 >> 48) as usize;
+    let meta = Meta {
+        partition: word(1) as u32,
+        position: word(2),
+        timestamp_ms: word(3) as i64,
+        ingest_ns: word(4),
+    };
+    debug_assert!(key_len + headers_len + payload_len <= body.len(), "trusted frame is complete");
+    let (key, rest) = body.split_at(key_len.min(body.len()));
+    let (headers, rest) = rest.split_at(headers_len.min(rest.len()));
+    let payload = &rest[..payload_len.min(rest.len())];
+    Message { key, payload, headers: Headers::from_encoded(headers), meta }
 }
 
 /// Writes the frame of `message` into `out` (which must be at least

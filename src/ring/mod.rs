@@ -466,18 +466,21 @@ impl<'c> ReadBatch<'c> {
             // SAFETY: [cursor, end) was published by the producer's release store of
             // `tail`, read with acquire; it is not rewritten until `head` passes it,
             // which happens only when this batch is released. Every frame starts with
-            // at least 4 bytes (a pad marker or a full header).
-            let word = unsafe { shared.buffer.slice(offset, 4) };
-            if u32::from_le_bytes([word[0], word[1], word[2], word[3]]) == PAD_MARKER {
+            // at least 8 bytes (a pad marker is followed by padding to an 8-byte
+            // boundary, and a full header is 40).
+            let first = unsafe { shared.buffer.slice(offset, 8) };
+            let word0 = u64::from_le_bytes(first.try_into().unwrap_or_default());
+            if word0 as u32 == PAD_MARKER {
                 // The rest of the buffer is padding: the next frame starts at 0.
                 cursor += shared.capacity() - offset;
                 self.cursor.set(cursor);
                 continue;
             }
-            // SAFETY: as above; a frame that is not a pad marker has a full header.
-            let header = unsafe { shared.buffer.slice(offset, RECORD_HEADER_BYTES) };
-            let (payload_len, key_len, headers_len) = frame::header_lengths(header);
-            let len = frame::frame_len_from(payload_len, key_len, headers_len);
+            let len = frame::frame_len_from(
+                word0 as u32,
+                ((word0 >> 32) & 0xffff) as usize,
+                (word0 >> 48) as usize,
+            );
             debug_assert!(offset + len <= shared.capacity(), "frames never wrap");
             debug_assert!(cursor + len <= self.end);
             self.peeked_end.set(cursor + len);

@@ -196,3 +196,23 @@ fn payload_parts_are_concatenated() {
     assert_eq!(back.payload, b"{\"id\":42,\"x\":1}");
     assert_eq!(back.key, b"k");
 }
+
+#[test]
+fn payloads_of_every_small_length_copy_exactly() {
+    let (mut p, mut c) = ring(1 << 16).unwrap();
+    let source: Vec<u8> = (0..200u8).collect();
+    for len in 0..=100usize {
+        // Odd offsets too: the parts after the key start unaligned.
+        let key = &source[..len % 7];
+        let m = Message { key, payload: &source[len..len * 2], ..Default::default() };
+        p.write_parts(&m, &[&source[..len % 33], &source[100..100 + len % 17]]).unwrap();
+        p.commit();
+        let batch = c.read_batch(1);
+        let back = batch.next_record().unwrap();
+        let mut expected = source[len..len * 2].to_vec();
+        expected.extend_from_slice(&source[..len % 33]);
+        expected.extend_from_slice(&source[100..100 + len % 17]);
+        assert_eq!(back.key, key, "key of length {}", len % 7);
+        assert_eq!(back.payload, &expected[..], "payload for len {len}");
+    }
+}

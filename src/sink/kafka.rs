@@ -64,7 +64,7 @@ use crate::ack::{Acker, Ticket};
 use crate::kafka::native::{self, KafkaCode, NativeClient};
 use crate::kafka::{KafkaClientSpec, KafkaSinkSpec, admin, native_conf};
 use crate::limits::WORKERS_MAX;
-use crate::message::Output;
+use crate::message::{Message, Meta, Output};
 use crate::retry::counters::{CounterSink, Outcome, RETRY_COUNTERS, retry_counter_index};
 use crate::retry::{Action, ActionTable, ErrorCategory, RetryPolicy, RetryState, SplitMix64};
 use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -275,7 +275,7 @@ impl Delivery {
                 self.settle(worker, slot);
             }
             Err(e) => self.set_fatal(
-                ErrorCategory::Unknown,
+                ErrorCategory::Configuration,
                 format!(
                     "a failed message could not be dead-lettered ({e}); it stays unacknowledged"
                 ),
@@ -699,6 +699,7 @@ impl SinkFactory for KafkaSinkFactory {
             handle: self.handle.clone(),
             topics,
             client: self.spec.client.clone(),
+            default_topic: self.spec.topic.clone(),
             create_topics: self.create_topics,
             retry: self.retry.clone(),
             rng: SplitMix64::new(0x7369_6e6b ^ worker as u64),
@@ -802,6 +803,8 @@ pub struct KafkaSink {
     topics: TopicHandles,
     handle: Arc<ProducerHandle>,
     client: KafkaClientSpec,
+    /// The sink's `topic` (for copies of outputs that name none).
+    default_topic: String,
     create_topics: Option<(u32, u16)>,
     retry: RetryPolicy,
     rng: SplitMix64,
@@ -815,8 +818,13 @@ unsafe impl Send for KafkaSink {}
 enum SendFailure {
     /// librdkafka refused it with this code.
     Refused(KafkaCode),
-    /// Not a valid topic name (from a template): the message's own fault.
-    BadTopic(&'static str),
+    /// Not a valid topic name (from a template), or a topic that could not be
+    /// created: the message's own fault or the topic's.
+    BadTopic(ErrorCategory, String),
+    /// librdkafka's queue stayed full for [`QUEUE_FULL_WAIT_MAX`].
+    QueueFull,
+    /// A fail-fast failure was recorded meanwhile: stop sending.
+    Fatal,
 }
 
 impl KafkaSink {
@@ -825,19 +833,12 @@ impl KafkaSink {
         &self.handle.core.delivery
     }
 
-    /// Hands one output to librdkafka, waiting while its queue is full.
+    /// Hands one output to librdkafka, waiting (bounded) while its queue is full.
     #[inline]
-    fn send(
-        &mut self,
-        output: &Output<'_>,
-        opaque: usize,
-    ) -> Result<Result<(), SendFailure>, SinkError> {
+    fn send(&mut self, output: &Output<'_>, opaque: usize) -> Result<(), SendFailure> {
         let rkt = match self.topics.get(output.topic) {
             Some(rkt) => rkt,
-            None => match self.new_topic(output.topic)? {
-                Ok(rkt) => rkt,
-                Err(reason) => return Ok(Err(SendFailure::BadTopic(reason))),
-            },
+            None => self.new_topic(output.topic)?,
         };
         let rk = self.handle.core.client.ptr();
         let mut waited: Option<Instant> = None;
@@ -853,29 +854,24 @@ impl KafkaSink {
             // SAFETY: valid handles; the headers list is ours until a success.
             let code = unsafe { message.send(rk) };
             if code.is_ok() {
-                return Ok(Ok(()));
+                return Ok(());
             }
             if !headers.is_null() {
                 // SAFETY: librdkafka did not take it.
                 unsafe { rd::rd_kafka_headers_destroy(headers) };
             }
             if code.0 != Err::RD_KAFKA_RESP_ERR__QUEUE_FULL {
-                return Ok(Err(SendFailure::Refused(code)));
+                return Err(SendFailure::Refused(code));
             }
             let started = *waited.get_or_insert_with(|| {
                 self.delivery().stats.queue_full_waits.fetch_add(1, Ordering::Relaxed);
                 Instant::now()
             });
             if started.elapsed() > QUEUE_FULL_WAIT_MAX {
-                return Err(SinkError::new(
-                    ErrorCategory::Throttled,
-                    format!(
-                        "librdkafka's queue stayed full for {QUEUE_FULL_WAIT_MAX:?}: the brokers take no messages"
-                    ),
-                ));
+                return Err(SendFailure::QueueFull);
             }
-            if let Some(fatal) = self.delivery().fatal() {
-                return Err(fatal);
+            if self.delivery().fatal_set.load(Ordering::Acquire) {
+                return Err(SendFailure::Fatal);
             }
             // The poll thread serves delivery reports meanwhile.
             std::thread::sleep(Duration::from_micros(200));
@@ -884,30 +880,33 @@ impl KafkaSink {
 
     /// A topic not seen before: check its name, create it if configured, cache it.
     #[cold]
-    fn new_topic(
-        &mut self,
-        topic: &str,
-    ) -> Result<Result<NonNull<rd::rd_kafka_topic_t>, &'static str>, SinkError> {
+    fn new_topic(&mut self, topic: &str) -> Result<NonNull<rd::rd_kafka_topic_t>, SendFailure> {
         if let Some(problem) = crate::config::kafka::topic_name_problem(topic) {
-            return Ok(Err(problem));
+            return Err(SendFailure::BadTopic(
+                ErrorCategory::Serialization,
+                format!("invalid topic {topic:?}: {problem}"),
+            ));
         }
         if self.create_topics.is_some() {
             let missing = admin::MissingTopic { create: self.create_topics, policy: &self.retry };
             admin::ensure_topics(&self.client, &[topic], missing)
-                .map_err(|e| SinkError::new(ErrorCategory::TopicMissing, e))?;
+                .map_err(|e| SendFailure::BadTopic(ErrorCategory::TopicMissing, e))?;
         }
-        self.topics.insert(topic).map(Ok)
+        self.topics.insert(topic).map_err(|e| SendFailure::BadTopic(e.category, e.message))
     }
 
     /// An output librdkafka refused synchronously: by its category, retry in place
-    /// (the worker waits: backpressure), dead-letter it, or fail.
+    /// (the worker waits: backpressure), dead-letter it, or record a fail-fast
+    /// error. Its hold stays taken until it is settled. Returns whether the batch
+    /// may go on (false after a fail-fast error).
     #[cold]
     fn refused(
         &mut self,
         output: &Output<'_>,
+        meta: Option<Meta>,
         ticket: Ticket,
         failure: SendFailure,
-    ) -> Result<(), SinkError> {
+    ) -> bool {
         let mut state = RetryState::new(Instant::now());
         let mut failure = failure;
         loop {
@@ -915,16 +914,20 @@ impl KafkaSink {
                 SendFailure::Refused(code) => {
                     (code.category(), format!("librdkafka refused the message: {code}"))
                 }
-                SendFailure::BadTopic(problem) => (
-                    ErrorCategory::Serialization,
-                    format!("invalid topic {:?}: {problem}", output.topic),
-                ),
+                SendFailure::BadTopic(category, reason) => (*category, reason.clone()),
+                SendFailure::QueueFull => {
+                    self.defer(output, ticket);
+                    return true;
+                }
+                SendFailure::Fatal => return false,
             };
             let delivery = &self.handle.core.delivery;
             delivery.count(category, Outcome::Attempt);
-            let action = delivery.actions.action(category);
-            let delay = match action {
-                Action::FailFast => return Err(SinkError::new(category, reason)),
+            let delay = match delivery.actions.action(category) {
+                Action::FailFast => {
+                    delivery.set_fatal(category, reason);
+                    return false;
+                }
                 Action::DeadLetter => None,
                 Action::Retry => {
                     let delay = state.next(&self.retry, Instant::now(), &mut self.rng);
@@ -935,36 +938,64 @@ impl KafkaSink {
                 }
             };
             let Some(delay) = delay else {
+                let meta = meta.unwrap_or_default();
                 let record = DeadLetterRecord {
                     category,
                     stage: Stage::Sink,
                     reason: &reason,
                     attempts: state.attempts(),
-                    partition: u32::MAX,
-                    position: 0,
+                    partition: meta.partition,
+                    position: meta.position,
                     key: output.key,
                     payload: output.payload,
                 };
-                // The message was counted unsettled and held; settle it here.
+                // Counted unsettled again so that settling it balances.
                 delivery.unsettled[self.worker].fetch_add(1, Ordering::Relaxed);
                 delivery.dead_letter(self.worker, ticket.slot, &record);
-                return match delivery.fatal() {
-                    Some(e) => Err(e),
-                    None => Ok(()),
-                };
+                return !delivery.fatal_set.load(Ordering::Acquire);
             };
             std::thread::sleep(delay);
-            match self.send(output, tag(self.worker, ticket.slot))? {
+            match self.send(output, tag(self.worker, ticket.slot)) {
                 Ok(()) => {
                     let delivery = &self.handle.core.delivery;
                     delivery.count(category, Outcome::Success);
                     delivery.unsettled[self.worker].fetch_add(1, Ordering::Relaxed);
                     delivery.stats.produced.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
+                    return true;
                 }
                 Err(next) => failure = next,
             }
         }
+    }
+
+    /// librdkafka's queue stayed full: hand the output to the retry backlog (a
+    /// copy), so this write still keeps its all-or-nothing promise.
+    #[cold]
+    fn defer(&mut self, output: &Output<'_>, ticket: Ticket) {
+        let topic =
+            if output.topic.is_empty() { self.default_topic.as_str() } else { output.topic };
+        let Ok(topic) = CString::new(topic) else {
+            // A name with NUL never reached the queue (refused as BadTopic first).
+            return;
+        };
+        let delivery = &self.handle.core.delivery;
+        delivery.count(ErrorCategory::Throttled, Outcome::Attempt);
+        delivery.unsettled[self.worker].fetch_add(1, Ordering::Relaxed);
+        delivery.backlog_len.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let item = RetryItem {
+            worker: self.worker,
+            slot: ticket.slot,
+            due: now,
+            state: RetryState::new(now),
+            category: ErrorCategory::Throttled,
+            in_flight: false,
+            topic,
+            key: (!output.key.is_empty()).then(|| output.key.to_vec()),
+            payload: output.payload.to_vec(),
+            headers: build_headers(output),
+        };
+        delivery.backlog.lock().insert(item);
     }
 
     /// Waits until this worker's messages are all settled, bounded.
@@ -987,6 +1018,20 @@ impl KafkaSink {
             } else {
                 waiter.wait(&crate::wait::WaitCell::new(), || false);
             }
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn wait_for_backlog(&self) -> Result<(), SinkError> {
+        let delivery = self.delivery();
+        while delivery.backlog_len.load(Ordering::Relaxed) >= RETRY_BACKLOG_MAX {
+            if let Some(fatal) = delivery.fatal() {
+                return Err(fatal);
+            }
+            // Bounded: every backlog item is retried or dead-lettered within the
+            // policy's max_total.
+            std::thread::sleep(Duration::from_millis(1));
         }
         Ok(())
     }
@@ -1024,15 +1069,30 @@ fn build_headers(output: &Output<'_>) -> *mut rd::rd_kafka_headers_t {
 impl Sink for KafkaSink {
     #[inline]
     fn write(&mut self, outputs: &[Output<'_>], ticket: Ticket) -> Result<(), SinkError> {
+        self.write_batch(outputs, &[], ticket)
+    }
+
+    /// All or nothing, as the sink contract asks: an error is returned only before
+    /// anything was taken (a recorded fail-fast error, a full retry backlog that
+    /// turned fatal). Once the first message is handed to librdkafka, every output
+    /// ends delivered, retried from the backlog, dead-lettered, or — after a
+    /// fail-fast error — held unacknowledged while the next call reports the error.
+    #[inline]
+    fn write_batch(
+        &mut self,
+        outputs: &[Output<'_>],
+        inputs: &[Message<'_>],
+        ticket: Ticket,
+    ) -> Result<(), SinkError> {
         if let Some(fatal) = self.delivery().fatal() {
             return Err(fatal);
+        }
+        if self.delivery().backlog_len.load(Ordering::Relaxed) >= RETRY_BACKLOG_MAX {
+            self.wait_for_backlog()?;
         }
         if outputs.is_empty() {
             self.acker.done(ticket);
             return Ok(());
-        }
-        if self.delivery().backlog_len.load(Ordering::Relaxed) >= RETRY_BACKLOG_MAX {
-            self.wait_for_backlog()?;
         }
         let n = u32::try_from(outputs.len()).map_err(|_| {
             SinkError::new(ErrorCategory::Configuration, "more than 2^32 outputs in one batch")
@@ -1043,11 +1103,16 @@ impl Sink for KafkaSink {
         let opaque = tag(self.worker, ticket.slot);
         let mut produced = 0u64;
         for output in outputs {
-            match self.send(output, opaque)? {
+            match self.send(output, opaque) {
                 Ok(()) => produced += 1,
                 Err(failure) => {
                     self.delivery().unsettled[self.worker].fetch_sub(1, Ordering::Relaxed);
-                    self.refused(output, ticket, failure)?;
+                    let meta = inputs.get(output.input as usize).map(|m| m.meta);
+                    if !self.refused(output, meta, ticket, failure) {
+                        // Fail fast: the rest of the batch stays held (never
+                        // acknowledged); the next call returns the error.
+                        break;
+                    }
                 }
             }
         }
@@ -1056,26 +1121,20 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
-    /// Waits for every delivery report of this worker: when the worker goes idle
-    /// its acknowledgements, hence the source's commits, catch up.
+    /// Waits (bounded) for every delivery report of this worker: the ticket queue
+    /// is full, or the engine shuts down.
     fn flush(&mut self) -> Result<(), SinkError> {
         self.wait_settled()
     }
-}
 
-impl KafkaSink {
-    #[cold]
-    fn wait_for_backlog(&self) -> Result<(), SinkError> {
-        let delivery = self.delivery();
-        while delivery.backlog_len.load(Ordering::Relaxed) >= RETRY_BACKLOG_MAX {
-            if let Some(fatal) = delivery.fatal() {
-                return Err(fatal);
-            }
-            // Bounded: every backlog item is retried or dead-lettered within the
-            // policy's max_total.
-            std::thread::sleep(Duration::from_millis(1));
+    /// Never blocks: reports whether deliveries are still pending, so the worker
+    /// asks again on its next idle wake-up and its acknowledgements (hence the
+    /// source's idle commit) catch up as the reports arrive.
+    fn idle(&mut self) -> Result<bool, SinkError> {
+        if let Some(fatal) = self.delivery().fatal() {
+            return Err(fatal);
         }
-        Ok(())
+        Ok(self.delivery().unsettled[self.worker].load(Ordering::Acquire) == 0)
     }
 }
 

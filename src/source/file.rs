@@ -78,11 +78,20 @@ impl LineReader {
         reader: &mut dyn Read,
         ingest: &mut Ingest,
         tick: &mut dyn FnMut(&mut Ingest) -> Result<(), SourceError>,
+        wait_readable: Option<&dyn Fn() -> bool>,
     ) -> Result<Pumped, SourceError> {
         loop {
             if ingest.stop_requested() {
                 ingest.flush();
                 return Ok(Pumped::Stopped);
+            }
+            if let Some(wait) = wait_readable
+                && !wait()
+            {
+                // Nothing to read yet: publish what is staged and check for a stop.
+                ingest.flush();
+                tick(ingest)?;
+                continue;
             }
             let n = match reader.read(&mut self.buffer[self.filled..]) {
                 Ok(n) => n,
@@ -269,6 +278,10 @@ impl FileSource {
 }
 
 impl Source for FileSource {
+    fn tracks_progress(&self) -> bool {
+        self.checkpoint_path.is_some()
+    }
+
     fn describe(&self) -> String {
         match &self.checkpoint_path {
             Some(c) => format!("file {} (checkpoint {})", self.path.display(), c.display()),
@@ -314,13 +327,26 @@ impl Source for FileSource {
             }
             Ok(())
         };
-        reader.pump(&mut file, ingest, &mut tick)?;
+        reader.pump(&mut file, ingest, &mut tick, None)?;
         Ok(())
     }
 
     fn finish(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
         self.store_checkpoint(ingest)
     }
+}
+
+/// How long a stdin read waits for input before checking for a stop request.
+pub const STDIN_POLL_MS: i32 = 100;
+
+/// True when `fd` has input (or end of file, or an error to report) within
+/// `timeout_ms`.
+fn wait_readable(fd: i32, timeout_ms: i32) -> bool {
+    let mut poll_fd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: `poll_fd` is a valid, exclusively borrowed pollfd array of length 1.
+    let ready = unsafe { libc::poll(&mut poll_fd, 1, timeout_ms) };
+    // On error (EINTR by a signal, ...) report "readable" so the read surfaces it.
+    ready != 0
 }
 
 /// Standard input, line by line (no checkpoint: stdin cannot be re-read).
@@ -342,7 +368,14 @@ impl Source for StdinSource {
     fn run(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
         let mut reader = LineReader::new(self.record_bytes_max, 0);
         let mut stdin = io::stdin().lock();
-        reader.pump(&mut stdin, ingest, &mut |_| Ok(()))?;
+        // A blocking read on an idle terminal or pipe would not notice a stop
+        // request: wait for input with a timeout first.
+        reader.pump(
+            &mut stdin,
+            ingest,
+            &mut |_| Ok(()),
+            Some(&|| wait_readable(0, STDIN_POLL_MS)),
+        )?;
         Ok(())
     }
 }
@@ -367,7 +400,7 @@ impl<R: Read + Send> Source for ReaderSource<R> {
 
     fn run(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
         let mut reader = LineReader::new(self.record_bytes_max, 0);
-        reader.pump(&mut self.reader, ingest, &mut |_| Ok(()))?;
+        reader.pump(&mut self.reader, ingest, &mut |_| Ok(()), None)?;
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! The generator source: synthetic orders like `shared/bench/make_orders.py`'s,
+//! The generator source: synthetic orders like `benches/data/make_orders.py`'s,
 //! with a count, a rate limit, a key cardinality and a message size.
 //!
 //! At start it renders a pool of order bodies (region, status, amount, currency,
@@ -58,9 +58,13 @@ pub struct GeneratorSource {
     settings: GeneratorSettings,
     /// Rendered bodies, each `"region":...,"currency":"EUR"` without braces.
     bodies: Vec<Box<[u8]>>,
-    /// Padding bytes (`x`) sliced per message; the pad field wrapper is in `PAD_OPEN`.
-    padding: Box<[u8]>,
+    /// The same bodies followed by `,"pad":"`.
+    padded_bodies: Vec<Box<[u8]>>,
+    /// `xxx...x"}`: a padded message ends with the last `pad + 2` bytes of it.
+    tail: Box<[u8]>,
     rng: u64,
+    /// The next message id, as text.
+    id_text: DecimalCounter,
 }
 
 const HEAD: &[u8] = b"{\"id\":";
@@ -134,7 +138,7 @@ impl GeneratorSource {
         let full = settings.message_bytes >= 180;
         let mut rng = settings.seed | 1;
         let mut ts_ms: u64 = 1_735_689_600_000;
-        let bodies = (0..GENERATOR_POOL_BODIES)
+        let bodies: Vec<Box<[u8]>> = (0..GENERATOR_POOL_BODIES)
             .map(|_| {
                 ts_ms += next_random(&mut rng) % 21;
                 let region = pick(&mut rng, &REGIONS);
@@ -164,15 +168,25 @@ impl GeneratorSource {
                 body.into_bytes().into_boxed_slice()
             })
             .collect();
+        let padded_bodies =
+            bodies.iter().map(|b| [&b[..], PAD_OPEN].concat().into_boxed_slice()).collect();
+        let mut tail = vec![b'x'; settings.message_bytes];
+        tail.extend_from_slice(PAD_CLOSE);
         Ok(GeneratorSource {
             settings,
             bodies,
-            padding: vec![b'x'; settings.message_bytes].into_boxed_slice(),
+            padded_bodies,
+            tail: tail.into_boxed_slice(),
             rng: settings.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            id_text: DecimalCounter::new(1),
         })
     }
 
     /// Pushes message number `id` (1-based).
+    ///
+    /// The payload is gathered from three pieces: a prefix built on the stack
+    /// (`{"id":N,"customer":"c-NNNNNN",`), a pooled body, and a padding tail sliced
+    /// from one static buffer, so the ring write copies three runs.
     #[inline]
     fn push_one(
         &mut self,
@@ -181,58 +195,129 @@ impl GeneratorSource {
         timestamp_ms: i64,
     ) -> Result<(), SourceError> {
         let draw = next_random(&mut self.rng);
-        let body = &self.bodies[(draw as usize) % GENERATOR_POOL_BODIES];
-        let mut id_digits = itoa::Buffer::new();
-        let id_text = id_digits.format(id).as_bytes();
-        let mut key_buffer = [0u8; KEY_BYTES];
+        let pick = (draw as usize) % GENERATOR_POOL_BODIES;
         let keyed = self.settings.keys > 0;
-        if keyed {
-            write_key(&mut key_buffer, (draw >> 32) % self.settings.keys);
-        }
-        let key: &[u8] = if keyed { &key_buffer } else { b"" };
-        // {"id":N,"customer":"c-000001",<body>[,"pad":"xxx"]}
-        let fixed = HEAD.len()
-            + id_text.len()
-            + CUSTOMER_OPEN.len()
-            + KEY_BYTES
-            + CUSTOMER_CLOSE.len()
-            + body.len();
-        let padded =
-            self.settings.message_bytes.saturating_sub(fixed + PAD_OPEN.len() + PAD_CLOSE.len());
-        let pad_fits = self.settings.message_bytes >= fixed + PAD_OPEN.len() + PAD_CLOSE.len();
-        let customer = if keyed { &key_buffer[..] } else { b"c-000000" };
+        let mut prefix = [0u8; PREFIX_BYTES_MAX];
+        let mut at = 0;
+        put(&mut prefix, &mut at, HEAD);
+        debug_assert!({
+            let mut expected = [0u8; 20];
+            let len = write_decimal(&mut expected, id);
+            self.id_text.as_bytes() == &expected[..len]
+        });
+        let digits = self.id_text.as_bytes();
+        prefix[at..at + digits.len()].copy_from_slice(digits);
+        at += digits.len();
+        self.id_text.increment();
+        put(&mut prefix, &mut at, CUSTOMER_OPEN);
+        let key_at = at;
+        let customer = if keyed { (draw >> 32) % self.settings.keys } else { 0 };
+        write_key(
+            (&mut prefix[at..at + KEY_BYTES]).try_into().unwrap_or(&mut [0; KEY_BYTES]),
+            customer,
+        );
+        at += KEY_BYTES;
+        put(&mut prefix, &mut at, CUSTOMER_CLOSE);
+        // {"id":N,"customer":"c-000001",<body>,"pad":"xxx"}  or  ...<body>}
+        let padded_body = &self.padded_bodies[pick];
+        let fixed = at + padded_body.len() + PAD_CLOSE.len();
+        let (body, tail): (&[u8], &[u8]) = match self.settings.message_bytes.checked_sub(fixed) {
+            Some(pad) => (padded_body, &self.tail[self.tail.len() - pad - PAD_CLOSE.len()..]),
+            None => (&self.bodies[pick], CLOSE),
+        };
         let message = Message {
-            key,
-            payload: HEAD,
+            key: if keyed { &prefix[key_at..key_at + KEY_BYTES] } else { b"" },
+            payload: &prefix[..at],
             headers: Headers::EMPTY,
             meta: Meta { partition: 0, position: id, timestamp_ms, ingest_ns: 0 },
         };
-        let parts: [&[u8]; 8] = if pad_fits {
-            [
-                id_text,
-                CUSTOMER_OPEN,
-                customer,
-                CUSTOMER_CLOSE,
-                body,
-                PAD_OPEN,
-                &self.padding[..padded],
-                PAD_CLOSE,
-            ]
-        } else {
-            [id_text, CUSTOMER_OPEN, customer, CUSTOMER_CLOSE, body, CLOSE, b"", b""]
-        };
-        ingest.push_parts(&message, &parts).map_err(|e| SourceError::new(e.to_string()))
+        ingest.push_parts(&message, &[body, tail]).map_err(|e| SourceError::new(e.to_string()))
     }
 }
+
+/// Longest prefix: `{"id":` + 20 digits + `,"customer":"` + 8 + `",`.
+const PREFIX_BYTES_MAX: usize = 6 + 20 + 13 + KEY_BYTES + 2;
+
+#[inline(always)]
+fn put(out: &mut [u8; PREFIX_BYTES_MAX], at: &mut usize, bytes: &'static [u8]) {
+    out[*at..*at + bytes.len()].copy_from_slice(bytes);
+    *at += bytes.len();
+}
+
+/// A decimal number kept as text and incremented in place: sequential ids cost a
+/// digit or two of work instead of a division per digit.
+struct DecimalCounter {
+    /// Right-aligned digits; `digits[start..]` is the number.
+    digits: [u8; 20],
+    start: usize,
+}
+
+impl DecimalCounter {
+    fn new(n: u64) -> Self {
+        let mut digits = [b'0'; 20];
+        let mut scratch = [0u8; 20];
+        let len = write_decimal(&mut scratch, n);
+        digits[20 - len..].copy_from_slice(&scratch[..len]);
+        DecimalCounter { digits, start: 20 - len }
+    }
+
+    #[inline(always)]
+    fn as_bytes(&self) -> &[u8] {
+        &self.digits[self.start..]
+    }
+
+    #[inline(always)]
+    fn increment(&mut self) {
+        let mut i = self.digits.len();
+        while i > 0 {
+            i -= 1;
+            if self.digits[i] == b'9' {
+                self.digits[i] = b'0';
+            } else {
+                self.digits[i] += 1;
+                self.start = self.start.min(i);
+                return;
+            }
+        }
+        // Wrapped past 20 digits: cannot happen for u64 ids below 10^20.
+        *self = DecimalCounter::new(0);
+    }
+}
+
+/// Writes `n` in decimal at the start of `out` (at least 20 bytes); returns the length.
+#[inline(always)]
+fn write_decimal(out: &mut [u8], mut n: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    out[..len].copy_from_slice(&digits[i..]);
+    len
+}
+
+/// "00" .. "99": two digits per division when writing keys.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// Writes `c-NNNNNN` for `n < 1_000_000`.
 #[inline(always)]
 fn write_key(out: &mut [u8; KEY_BYTES], mut n: u64) {
     out[0] = b'c';
     out[1] = b'-';
-    for i in (2..KEY_BYTES).rev() {
-        out[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+    for i in [6usize, 4, 2] {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        out[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
 }
 
@@ -286,6 +371,27 @@ mod tests {
         assert_eq!(&key, b"c-000042");
         write_key(&mut key, 999_999);
         assert_eq!(&key, b"c-999999");
+    }
+
+    #[test]
+    fn decimal_counter_carries() {
+        let mut c = DecimalCounter::new(98);
+        for expected in ["98", "99", "100", "101"] {
+            assert_eq!(c.as_bytes(), expected.as_bytes());
+            c.increment();
+        }
+        let mut c = DecimalCounter::new(9_999_999);
+        c.increment();
+        assert_eq!(c.as_bytes(), b"10000000");
+    }
+
+    #[test]
+    fn decimal_digits() {
+        let mut out = [0u8; 20];
+        assert_eq!(write_decimal(&mut out, 0), 1);
+        assert_eq!(&out[..1], b"0");
+        assert_eq!(write_decimal(&mut out, u64::MAX), 20);
+        assert_eq!(&out[..20], b"18446744073709551615");
     }
 
     #[test]

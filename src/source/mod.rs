@@ -25,8 +25,8 @@ use crate::metrics::{Counter, LocalCounts, ShardedCounters};
 use crate::retry::ErrorCategory;
 use crate::ring::{Producer, PushError};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
-use crate::sync::Arc;
 use crate::wait::Waiter;
+use std::sync::Arc;
 
 use progress::Progress;
 
@@ -70,6 +70,13 @@ pub trait Source: Send {
     /// How this source's messages must be routed.
     fn routing(&self) -> Routing {
         Routing::KeyHash
+    }
+
+    /// True when the source checkpoints a single-partition position and so needs
+    /// [`Ingest::settled`] (the engine then remembers the order of runs sent to
+    /// workers). Sources that do not checkpoint save that bookkeeping.
+    fn tracks_progress(&self) -> bool {
+        false
     }
 
     /// Reads until the input ends or [`Ingest::stop_requested`] turns true, pushing
@@ -135,8 +142,11 @@ pub struct Ingest {
     /// Round-robin state for keyless messages: current worker and records left.
     round_robin_worker: usize,
     round_robin_left: usize,
-    /// Engine clock at the last flush: the ingest time stamped on messages.
+    /// Engine clock read at the first push after a flush: the ingest time stamped
+    /// on the messages of one source batch (one clock read per batch).
     now_ns: u64,
+    /// True after a flush: the next push reads the clock.
+    clock_stale: bool,
     waiter: Waiter,
     stop: Arc<AtomicBool>,
     counters: Arc<ShardedCounters>,
@@ -168,7 +178,8 @@ impl Ingest {
             settings: parts.settings,
             round_robin_worker: 0,
             round_robin_left: parts.settings.batch_records,
-            now_ns: clock::now_ns(),
+            now_ns: 0,
+            clock_stale: true,
             waiter: Waiter::default(),
             stop: parts.stop,
             counters: parts.counters,
@@ -238,6 +249,12 @@ impl Ingest {
         if self.progress.as_ref().is_some_and(Progress::is_full) {
             self.wait_for_progress_room();
         }
+        if self.clock_stale {
+            // The batch starts now (a rate-limited source may have slept since the
+            // last flush: that time is not the message's latency).
+            self.now_ns = clock::now_ns();
+            self.clock_stale = false;
+        }
         let mut record = *message;
         record.meta.ingest_ns = self.now_ns;
         loop {
@@ -284,6 +301,11 @@ impl Ingest {
         let worker = self.route(message);
         if self.progress.as_ref().is_some_and(Progress::is_full) {
             self.wait_for_progress_room();
+        }
+        if self.clock_stale {
+            // The batch starts now (see `push_parts`).
+            self.now_ns = clock::now_ns();
+            self.clock_stale = false;
         }
         let mut record = *message;
         record.meta.ingest_ns = self.now_ns;
@@ -379,7 +401,7 @@ impl Ingest {
         for producer in &mut self.producers {
             producer.commit();
         }
-        self.now_ns = clock::now_ns();
+        self.clock_stale = true;
         self.local.publish(self.counters.shard(self.shard));
     }
 

@@ -16,6 +16,7 @@
 //! Everything a batch needs was allocated when the worker started (arena chunk,
 //! ticket table, histogram, sink buffer), so steady state makes no heap allocation.
 
+pub mod batch_size;
 pub mod pin;
 
 use bumpalo::Bump;
@@ -28,9 +29,10 @@ use crate::processor::{Emit, Failure, Processor};
 use crate::ring::{Consumer, ReadBatch};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
 use crate::sink::{Sink, SinkError};
-use crate::sync::Arc;
 use crate::wait::Waiter;
+use std::sync::Arc;
 
+pub use batch_size::{BatchSizer, BatchSizing};
 pub use pin::{Pinned, Placement};
 
 /// Everything a worker owns, assembled by the engine.
@@ -48,6 +50,8 @@ pub struct Worker {
     pub watermark_per_worker: bool,
     pub placement: Placement,
     pub arena_bytes: usize,
+    /// Adaptive batch size around `batch_records`; `None`: fixed.
+    pub batch_sizing: Option<BatchSizing>,
 }
 
 /// Why a worker stopped early.
@@ -95,6 +99,8 @@ struct Core {
     latency: LatencyRecorder,
     batch_records: usize,
     watermark_per_worker: bool,
+    /// Records per batch now (fixed at `batch_records`, or adaptive).
+    sizer: BatchSizer,
 }
 
 impl Worker {
@@ -114,6 +120,7 @@ impl Worker {
             watermark_per_worker,
             placement,
             arena_bytes,
+            batch_sizing,
         } = self;
         let pinned = pin::pin_current(index, placement);
         crate::wait::warm_up_thread();
@@ -127,6 +134,10 @@ impl Worker {
             latency,
             batch_records,
             watermark_per_worker,
+            sizer: match batch_sizing {
+                Some(sizing) => BatchSizer::adaptive(batch_records, sizing),
+                None => BatchSizer::fixed(batch_records),
+            },
         };
         core.run(consumer, arena_bytes)?;
         Ok(WorkerReport { index, pinned })
@@ -139,21 +150,23 @@ impl Core {
         let mut waiter = Waiter::default();
         let mut local = LocalCounts::default();
         let mut idle_flushed = true;
+        self.publish_batch_size();
         loop {
             if !self.acks.has_room() {
                 self.wait_for_acks(&mut local)?;
             }
-            let batch = consumer.read_batch(self.batch_records);
+            let batch = consumer.read_batch(self.sizer.records());
             if batch.is_empty() {
                 drop(batch);
                 if !idle_flushed {
-                    // Out of input: make everything durable now, so an idle engine
-                    // holds nothing back and its checkpoint catches up.
-                    self.sink.flush().map_err(WorkerError::Sink)?;
+                    // Out of input: make everything durable now (or when a sink's
+                    // linger time is up: `idle` says whether it still holds data, and
+                    // is asked again on every idle wake-up), so an idle engine holds
+                    // nothing back and its checkpoint catches up.
+                    idle_flushed = self.sink.idle().map_err(WorkerError::Sink)?;
                     local.add(Counter::BatchesAcked, self.acks.poll());
                     self.latency.maybe_publish(u64::MAX);
                     local.publish(self.counters.shard(self.index));
-                    idle_flushed = true;
                 }
                 if consumer.is_finished() {
                     break;
@@ -163,7 +176,15 @@ impl Core {
             }
             waiter.reset();
             idle_flushed = false;
-            self.step(batch, &mut arena, &mut local)?;
+            if self.sizer.is_adaptive() {
+                let started_ns = clock::now_ns();
+                let records = self.step(batch, &mut arena, &mut local)?;
+                if self.sizer.observe(records, clock::now_ns().saturating_sub(started_ns)) {
+                    self.publish_batch_size();
+                }
+            } else {
+                self.step(batch, &mut arena, &mut local)?;
+            }
         }
         self.sink.close().map_err(WorkerError::Sink)?;
         self.drain_acks(&mut local);
@@ -172,9 +193,22 @@ impl Core {
         Ok(())
     }
 
+    /// Publishes the current batch size (a gauge) in the worker's shard.
+    #[cold]
+    fn publish_batch_size(&self) {
+        self.counters
+            .shard(self.index)
+            .set_slot(Counter::BatchRecordsCurrent as usize, self.sizer.records() as u64);
+    }
+
     /// Processes one non-empty batch end to end and publishes its counts.
     #[inline]
-    fn step(&mut self, batch: ReadBatch<'_>, arena: &mut Bump, local: &mut LocalCounts) -> Result<usize, WorkerError> {
+    fn step(
+        &mut self,
+        batch: ReadBatch<'_>,
+        arena: &mut Bump,
+        local: &mut LocalCounts,
+    ) -> Result<usize, WorkerError> {
         let outcome = self.process_batch(&batch, arena)?;
         drop(batch);
         arena.reset();
@@ -199,7 +233,7 @@ impl Core {
         arena: &'a Bump,
     ) -> Result<BatchOutcome, WorkerError> {
         let mut inputs: BumpVec<'a, Message<'a>> =
-            BumpVec::with_capacity_in(self.batch_records, arena);
+            BumpVec::with_capacity_in(self.sizer.records(), arena);
         let mut builder = self.acks.builder();
         let mut input_bytes = 0usize;
         while let Some(message) = batch.peek() {
@@ -243,8 +277,10 @@ impl Core {
             self.dead_letter_input(message, failure);
         }
         let ticket: Ticket = self.acks.issue(builder);
-        if let Err(e) = self.sink.write(&outputs, ticket) {
-            // Retry and dead-lettering of sink failures: see retry::sink_policy.
+        if let Err(e) = self.sink.write_batch(&outputs, &inputs, ticket) {
+            // The engine's sink is a `sink::resilient::ResilientSink`: it has retried,
+            // dead-lettered or decided to fail fast already; what reaches here stops
+            // the worker.
             return Err(WorkerError::Sink(e));
         }
         let now_ns = clock::now_ns();
@@ -335,12 +371,17 @@ pub struct Harness {
 impl Harness {
     /// A worker with `processor`, a null sink and a log dead-letter, reading a ring
     /// of `ring_bytes`; returns it and the ring's producer.
-    pub fn new(processor: Box<dyn Processor>, ring_bytes: usize, batch_records: usize) -> (Harness, crate::ring::Producer) {
+    pub fn new(
+        processor: Box<dyn Processor>,
+        ring_bytes: usize,
+        batch_records: usize,
+    ) -> (Harness, crate::ring::Producer) {
         use crate::sink::SinkFactory;
         let (producer, consumer) = crate::ring::ring(ring_bytes).expect("valid ring size");
         let watermarks = Arc::new(crate::ack::Watermarks::new(1));
         let acks = AckQueue::new(watermarks);
-        let sink = crate::sink::null::NullSinkFactory.open(0, acks.acker()).expect("null sink opens");
+        let sink =
+            crate::sink::null::NullSinkFactory.open(0, acks.acker()).expect("null sink opens");
         let core = Core {
             index: 0,
             processor,
@@ -351,9 +392,14 @@ impl Harness {
             latency: LatencyRecorder::new(crate::metrics::LatencyShared::default()),
             batch_records,
             watermark_per_worker: true,
+            sizer: BatchSizer::fixed(batch_records),
         };
-        let harness =
-            Harness { core, consumer, arena: Bump::with_capacity(crate::limits::ARENA_BYTES_INITIAL), local: LocalCounts::default() };
+        let harness = Harness {
+            core,
+            consumer,
+            arena: Bump::with_capacity(crate::limits::ARENA_BYTES_INITIAL),
+            local: LocalCounts::default(),
+        };
         (harness, producer)
     }
 

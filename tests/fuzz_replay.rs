@@ -1,5 +1,5 @@
-//! Replays the committed fuzz corpus and every saved crash of the duration and size
-//! targets through the same invariant checks the fuzzer runs, under plain
+//! Replays the committed fuzz corpus and every saved crash of every fuzz target
+//! through the same invariant checks the fuzzer runs, under plain
 //! `cargo test` (no nightly, no libFuzzer).
 
 use std::path::Path;
@@ -42,4 +42,39 @@ fn duration_corpus_holds_every_invariant() {
 fn size_corpus_holds_every_invariant() {
     let replayed = replay("size", corestream::parse::size::fuzz_check_size);
     assert!(replayed >= SEEDS_MIN, "only {replayed} size inputs replayed");
+}
+
+#[test]
+fn frame_corpus_holds_every_invariant() {
+    let replayed = replay("frame", corestream::ring::frame::fuzz_check_frame);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} frame inputs replayed");
+}
+
+#[test]
+fn template_corpus_holds_every_invariant() {
+    let replayed = replay("template", corestream::transform::template::fuzz_check_template);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} template inputs replayed");
+}
+
+#[test]
+fn expression_corpus_holds_every_invariant() {
+    let replayed =
+        replay("expression", corestream::transform::expr::reference::fuzz_check_expression);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} expression inputs replayed");
+}
+
+#[test]
+fn json_path_corpus_holds_every_invariant() {
+    let replayed = replay("json_path", corestream::transform::json::fuzz_check_json_path);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} json_path inputs replayed");
+}
+
+/// The checks are not vacuous: a wrong answer is caught.
+#[test]
+#[should_panic(expected = "invariant violated")]
+fn replay_reports_a_violation() {
+    fn always_fails(_: &[u8]) {
+        panic!("planted");
+    }
+    replay("template", always_fails);
 }
