@@ -265,7 +265,15 @@ fn corestream(
     workers: usize,
     commit_every_messages: u64,
 ) -> (f64, u64) {
-    let client = KafkaClientSpec { brokers: brokers.to_string(), properties: vec![] };
+    // CORESTREAM_BENCH_SOURCE_PROPERTIES="key=value,key=value": extra librdkafka
+    // properties for corestream's consumer (experiments).
+    let properties = std::env::var("CORESTREAM_BENCH_SOURCE_PROPERTIES")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let client = KafkaClientSpec { brokers: brokers.to_string(), properties };
     let none = TopicCreation { create: false, partitions: None, replication: None };
     let retry = RetryPolicy::build(&Default::default()).expect("policy");
     let source = KafkaSource::new(
@@ -331,6 +339,17 @@ fn corestream(
     let outputs = report.snapshot.get(Counter::Outputs);
     assert_eq!(delivered.delivered.load(Relaxed), outputs, "every output delivered once");
     (window.rate(), outputs)
+}
+
+/// CPU time (user + system) of this process so far, in seconds, from
+/// `/proc/self/stat` (clock ticks of 10 ms): the in-process mock broker counts too.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn main() {
@@ -399,7 +418,10 @@ fn main() {
             "corestream input complete"
         );
 
+        let cpu_before_raw = cpu_seconds();
         let raw_rate = raw(&brokers, &raw_in, &raw_out, &t("raw-group"), messages);
+        let raw_cpu = cpu_seconds() - cpu_before_raw;
+        let cpu_before_core = cpu_seconds();
         let (core_rate, core_outputs) = corestream(
             &brokers,
             &core_in,
@@ -409,6 +431,7 @@ fn main() {
             workers,
             commit_every,
         );
+        let core_cpu = cpu_seconds() - cpu_before_core;
         // Correctness before figures: every message arrived in both outputs.
         assert_eq!(
             count(&brokers, &raw_out, partitions, external.is_some()),
@@ -421,8 +444,10 @@ fn main() {
             "corestream output complete"
         );
         println!(
-            "round {round}: raw rdkafka loop {raw_rate:>9.0} msg/s   corestream {core_rate:>9.0} msg/s   ratio {:.2}   ({core_outputs} outputs)",
-            core_rate / raw_rate
+            "round {round}: raw rdkafka loop {raw_rate:>9.0} msg/s   corestream {core_rate:>9.0} msg/s   ratio {:.2}   ({core_outputs} outputs)   process CPU per message: raw {:.2} us, corestream {:.2} us",
+            core_rate / raw_rate,
+            raw_cpu * 1e6 / messages as f64,
+            core_cpu * 1e6 / messages as f64
         );
         raw_rates.push(raw_rate);
         core_rates.push(core_rate);
