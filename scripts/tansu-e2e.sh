@@ -180,7 +180,7 @@ echo "output: $total lines, $unique distinct orders of $expected_ids, $missing m
 
 say "a restart finds nothing left: the committed offsets cover every message"
 before=$(lines)
-(cd "$WORK" && timeout 60 "$CS" run --progress-secs 0 e2e.toml) 2>"$WORK/e2e-3.log" &
+(cd "$WORK" && exec timeout 60 "$CS" run --progress-secs 0 e2e.toml) 2>"$WORK/e2e-3.log" &
 E2E=$!
 PIDS+=($E2E)
 sleep 8
