@@ -40,7 +40,20 @@
 //! never committed). While [`RETRY_BACKLOG_MAX`] messages wait for a retry, writes
 //! wait: backpressure reaches the source, memory stays bounded. A full local queue
 //! (`QUEUE_FULL`) is ordinary backpressure: the write waits for deliveries, up to
-//! [`QUEUE_FULL_WAIT_MAX`].
+//! [`QUEUE_FULL_WAIT_MAX`], then hands the message to the retry backlog.
+//!
+//! **The sink contract** (see [`crate::sink::Sink`]). `write` is all or nothing: it
+//! returns an error only before it took anything (a recorded fail-fast error), so
+//! the engine's resilient wrapper never re-sends part of a batch; once a batch is
+//! taken, each message ends delivered, retried, dead-lettered or, after a fail-fast
+//! error, held unacknowledged (its offset is never committed) while the next call
+//! reports the error. `idle` never blocks: it says whether deliveries are pending and
+//! the worker asks again on its next wake-up, so its acknowledgements — and the
+//! source's idle commit — follow the delivery reports. `flush` (a full ticket queue,
+//! shutdown) waits for them, bounded by `message.timeout.ms` plus the retry budget.
+//! A dead-letter record of a synchronous refusal carries the input's partition and
+//! position; one of a failed delivery report carries the destination partition and
+//! position 0 (librdkafka hands back only the message).
 //!
 //! **Dead-letter topic.** [`KafkaDeadLetter`] produces a record synchronously (a
 //! dead-letter write returns only once the broker has it, so the source may then

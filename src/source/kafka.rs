@@ -40,6 +40,15 @@
 //! the held list fills, the source stops polling, librdkafka's queue fills and its
 //! fetching stops — backpressure without a refetch.
 //!
+//! **librdkafka settings corestream chooses** (all overridable in `properties`
+//! except the managed ones): `auto.offset.reset = earliest` (a new group reads
+//! everything), `fetch.queue.backoff.ms = 10` (librdkafka's 1 s turned every full
+//! ring into a second-long stall), `fetch.wait.max.ms = 100` (brokers that hold every
+//! fetch for the full wait capped throughput at 500 ms); managed: `group.id`,
+//! `enable.auto.commit = false`, `enable.auto.offset.store = false`,
+//! `queued.max.messages.kbytes` (from the config key). Figures in
+//! `benches/README.md`, section "Kafka".
+//!
 //! **Offsets (at-least-once).** A partition's offset is committed only up to the
 //! contiguous prefix of messages acknowledged by the sink or dead-lettered (see
 //! [`crate::ack`]). Commits are asynchronous while running and batched: after
