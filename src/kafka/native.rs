@@ -244,6 +244,14 @@ impl PartitionList {
         }
     }
 
+    /// Sets the offset of entry `index` (ignored past the end).
+    pub fn set_offset(&mut self, index: usize, offset: i64) {
+        if index < self.len() {
+            // SAFETY: index < cnt, so the element exists and is ours to write.
+            unsafe { (*(*self.ptr.as_ptr()).elems.add(index)).offset = offset };
+        }
+    }
+
     pub fn len(&self) -> usize {
         // SAFETY: valid list.
         unsafe { (*self.ptr.as_ptr()).cnt.max(0) as usize }

@@ -82,7 +82,11 @@
 //! next owner reads them. If a revoke cannot drain in time (a stuck sink), what is
 //! acknowledged is committed and the rest is replayed by the next owner — duplicates,
 //! never a loss; such a partition gets a fresh slot if it comes back while its old
-//! messages are still in flight, so the watermarks never move backwards.
+//! messages are still in flight, so the watermarks never move backwards. A partition
+//! that comes back to this consumer starts at the later of the group's committed
+//! offset and its own acknowledged progress (a broker may refuse commits during a
+//! rebalance), and any pause left on it is cleared (librdkafka keeps an application
+//! pause across assignments).
 //! Both the eager and the cooperative (`partition.assignment.strategy =
 //! cooperative-sticky`) protocols are supported.
 
@@ -884,8 +888,10 @@ impl KafkaSource {
         let state = self.slots[old as usize];
         if state.last_pushed == NO_OFFSET || (state.drained_at_assign && offset > state.last_pushed)
         {
-            // The group's position is `offset`: nothing below it needs committing.
-            self.slots[old as usize].committed = state.committed.max(offset);
+            // The partition starts at `offset` (the group's committed offset or, if
+            // further, our own acknowledged progress): commit it once more, so a
+            // start past a refused commit reaches the group without new traffic.
+            self.slots[old as usize].committed = offset - 1;
             self.assigned.push(old);
             self.recount_workers();
             return Ok(old);
@@ -962,23 +968,40 @@ impl KafkaSource {
     /// Carries out a rebalance the callback handed over.
     fn rebalance(&mut self, rebalance: Rebalance, ingest: &mut Ingest) -> Result<(), SourceError> {
         self.last_lookup = (std::ptr::null(), -1, NO_SLOT);
+        let mut rebalance = rebalance;
+        if rebalance.assign {
+            self.start_where_left_off(&mut rebalance.partitions, ingest);
+        }
         let list = &rebalance.partitions;
         if rebalance.assign {
             self.stats.assignments.fetch_add(1, Ordering::Relaxed);
             for i in 0..list.len() {
-                let Some((topic, partition, _, _)) = list.get(i) else { continue };
+                let Some((topic, partition, start, _)) = list.get(i) else { continue };
                 let topic = topic.to_owned();
                 match self.slot_of_entry(&topic, partition) {
                     Some((index, slot)) => {
-                        // Back after a revoke: record whether it drained; the slot
-                        // is decided (and joins the commit list) at its first message.
+                        // Back after a revoke. Drained: keep the slot now (every new
+                        // offset is past what it pushed) and commit the start once
+                        // more if it is our own progress (a refused revoke commit).
+                        // Not drained: decide at its first message (`lookup`).
                         let acknowledged =
                             ingest.watermarks().acknowledged(slot).map_or(NO_OFFSET, |a| a as i64);
+                        let own_next = self.commit_offset(slot, ingest);
                         let state = &mut self.slots[slot as usize];
-                        state.drained_at_assign =
+                        let drained =
                             state.last_pushed == NO_OFFSET || acknowledged >= state.last_pushed;
+                        state.drained_at_assign = drained;
                         state.assigned = true;
-                        self.topics[index].partitions[partition as usize].decide_on_first = true;
+                        let entry = &mut self.topics[index].partitions[partition as usize];
+                        if drained {
+                            if start >= 0 {
+                                state.committed = if start == own_next { start - 1 } else { start };
+                            }
+                            entry.decide_on_first = false;
+                            self.assigned.push(slot);
+                        } else {
+                            entry.decide_on_first = true;
+                        }
                     }
                     None => {
                         let index = self.topic_index(&topic);
@@ -986,6 +1009,7 @@ impl KafkaSource {
                     }
                 }
             }
+            self.recount_workers();
         } else {
             self.stats.revocations.fetch_add(1, Ordering::Relaxed);
             ingest.flush();
@@ -1002,6 +1026,13 @@ impl KafkaSource {
                 }
             }
             self.drop_held(&revoked);
+            // librdkafka keeps an application pause across unassign and assign: a
+            // partition paused now would come back paused and never flow again.
+            for &slot in &revoked {
+                if self.slots[slot as usize].paused {
+                    self.resume(slot);
+                }
+            }
             if !self.wait_drained(&revoked, ingest) {
                 self.stats.revoke_timeouts.fetch_add(1, Ordering::Relaxed);
                 eprintln!(
@@ -1049,7 +1080,54 @@ impl KafkaSource {
                 if rebalance.assign { "assign" } else { "release" }
             )));
         }
+        if rebalance.assign {
+            // Clear any application pause left on these partitions (a revoke that
+            // was handled while closing, or another library user): a new
+            // assignment always starts flowing; corestream pauses again if needed.
+            // SAFETY: valid handle and list.
+            let code = KafkaCode(unsafe {
+                rd::rd_kafka_resume_partitions(self.consumer.client.ptr(), list.as_ptr())
+            });
+            if !code.is_ok() {
+                eprintln!("corestream: kafka source: cannot resume assigned partitions: {code}");
+            }
+        }
         Ok(())
+    }
+
+    /// A partition that comes back to this consumer starts where this consumer's
+    /// acknowledged progress ends, unless the group's committed offset is further:
+    /// a revoke commit the broker refused (Kafka refuses commits in some rebalance
+    /// states; librdkafka's mock cluster in all of them) would otherwise replay
+    /// everything since the last accepted commit. Starting at one past our own
+    /// acknowledged offset loses nothing: everything before it was delivered.
+    fn start_where_left_off(&mut self, list: &mut PartitionList, ingest: &Ingest) {
+        let mut own: Vec<(usize, i64)> = Vec::new();
+        for i in 0..list.len() {
+            let Some((topic, partition, _, _)) = list.get(i) else { continue };
+            if let Some((_, slot)) = self.slot_of_entry(topic, partition) {
+                let next = self.commit_offset(slot, ingest);
+                if next != NO_OFFSET {
+                    own.push((i, next));
+                }
+            }
+        }
+        if own.is_empty() {
+            return;
+        }
+        // The group's committed offsets, filled into `list` (INVALID where none).
+        let timeout_ms = admin::METADATA_TIMEOUT.as_millis() as c_int;
+        // SAFETY: valid handle and list; librdkafka writes offsets in place.
+        let code = KafkaCode(unsafe {
+            rd::rd_kafka_committed(self.consumer.client.ptr(), list.as_ptr(), timeout_ms)
+        });
+        for (i, next) in own {
+            let committed =
+                if code.is_ok() { list.get(i).map_or(NO_OFFSET, |e| e.2) } else { NO_OFFSET };
+            if next > committed {
+                list.set_offset(i, next);
+            }
+        }
     }
 
     /// Drops held messages of `slots` (they were never pushed; the next owner, or
@@ -1232,8 +1310,10 @@ impl Source for KafkaSource {
         if !self.subscribed {
             return Ok(());
         }
+        // Forced: an earlier asynchronous commit may have been refused after its
+        // offsets were recorded as sent.
         let assigned = std::mem::take(&mut self.assigned);
-        let code = self.commit_slots(&assigned, ingest, true, false);
+        let code = self.commit_slots(&assigned, ingest, true, true);
         self.assigned = assigned;
         let closed = self.consumer.close();
         if !closed.is_ok() {
