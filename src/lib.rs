@@ -9,6 +9,8 @@ pub mod ack;
 pub mod cli;
 pub mod config;
 pub mod engine;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod limits;
 pub mod message;
 pub mod metrics;

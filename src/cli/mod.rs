@@ -1,10 +1,11 @@
-//! The `corestream` command line: `run`, `bench`, `validate`.
+//! The `corestream` command line: `run`, `bench`, `validate`, `check`.
 //!
 //! Exit codes (also in the README):
 //! - 0: success (end of input, or a clean shutdown after SIGINT/SIGTERM)
 //! - 1: the pipeline failed while running (a source or sink error)
 //! - 2: invalid configuration or command line
-//! - 3: an input, output or dead-letter file cannot be opened
+//! - 3: an input, output or dead-letter file cannot be opened, or (`check`) the
+//!   Kafka brokers cannot be reached or a topic is missing
 //! - 130: a second SIGINT/SIGTERM during shutdown (immediate exit)
 
 // Defined before the submodules so they can use it.
@@ -17,6 +18,7 @@ macro_rules! out {
 }
 
 pub mod bench;
+pub mod check;
 pub mod report;
 
 use std::io::IsTerminal;
@@ -62,6 +64,15 @@ pub enum Command {
     },
     /// Measure the engine: generator -> processor -> null.
     Bench(bench::BenchArgs),
+    /// Connect to the pipeline's Kafka brokers and report brokers, topics and
+    /// partitions (exit 3 when a broker cannot be reached or a topic is missing).
+    Check {
+        /// The pipeline file.
+        config: PathBuf,
+        /// Seconds to wait for the brokers before giving up.
+        #[arg(long, default_value_t = 10)]
+        timeout_secs: u64,
+    },
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -78,6 +89,7 @@ pub fn main() -> i32 {
         Command::Run { config, progress_secs } => run(&config, progress_secs),
         Command::Validate { config } => validate(&config),
         Command::Bench(args) => bench::run(&args),
+        Command::Check { config, timeout_secs } => check::run(&config, timeout_secs),
     }
 }
 
@@ -201,6 +213,7 @@ fn validate(path: &std::path::Path) -> i32 {
         Some(crate::config::DeadLetterSpec::File { path }) => {
             out!("dead_letter: file {}", path.display())
         }
+        Some(crate::config::DeadLetterSpec::Kafka(k)) => out!("dead_letter: {k}"),
         None => out!(
             "dead_letter: none (failures are counted and the first {} logged)",
             crate::sink::dead_letter::DEAD_LETTER_LOG_MAX

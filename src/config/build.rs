@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{DeadLetterSpec, Diagnostic, PipelineConfig, SinkSpec, SourceSpec};
 use crate::engine::{Engine, ProcessorFactory};
 use crate::processor::PassThrough;
-use crate::sink::dead_letter::FileDeadLetter;
+use crate::sink::dead_letter::{DeadLetter, FileDeadLetter};
 use crate::sink::null::NullSinkFactory;
 use crate::sink::writer::WriterSinkFactory;
 use crate::sink::{Resilience, SinkFactory};
@@ -46,6 +46,10 @@ pub fn processors(config: &PipelineConfig) -> Result<ProcessorFactory, BuildErro
 
 /// The source of `config` (the input file is opened, so a missing one fails here).
 pub fn source(config: &PipelineConfig) -> Result<Box<dyn Source>, BuildError> {
+    #[cfg(feature = "kafka")]
+    if let SourceSpec::Kafka(spec) = &config.source {
+        return kafka_source(config, spec);
+    }
     let record_bytes_max = config.engine.record_bytes_max;
     Ok(match &config.source {
         SourceSpec::Generator(settings) => {
@@ -56,11 +60,75 @@ pub fn source(config: &PipelineConfig) -> Result<Box<dyn Source>, BuildError> {
                 .map_err(|e| BuildError::Io(e.to_string()))?,
         ),
         SourceSpec::Stdin => Box::new(StdinSource::new(record_bytes_max)),
+        SourceSpec::Kafka(_) => return Err(kafka_unavailable()),
+    })
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_source(
+    config: &PipelineConfig,
+    spec: &super::kafka::KafkaSourceSpec,
+) -> Result<Box<dyn Source>, BuildError> {
+    use crate::source::kafka::{KafkaSource, KafkaSourceOptions};
+    let creation = spec.topic_creation;
+    let options = KafkaSourceOptions {
+        create_topics: creation
+            .create
+            .then(|| crate::kafka::creation_numbers(&creation, &config.retry)),
+        retry: config.retry.policy().clone(),
+        actions: config.retry.action_table(),
+    };
+    let source =
+        KafkaSource::new(spec.clone(), options).map_err(|e| BuildError::Io(e.to_string()))?;
+    Ok(Box::new(source))
+}
+
+/// A Kafka type in a build without the feature (the config refuses it first; this
+/// covers a `PipelineConfig` built by hand).
+fn kafka_unavailable() -> BuildError {
+    BuildError::Io("corestream was built without Kafka support (feature `kafka`)".to_string())
+}
+
+/// The dead-letter destination of `config`, if it names one.
+pub fn dead_letter(config: &PipelineConfig) -> Result<Option<Arc<dyn DeadLetter>>, BuildError> {
+    Ok(match &config.dead_letter {
+        None => None,
+        Some(DeadLetterSpec::File { path }) => {
+            Some(Arc::new(FileDeadLetter::open(path).map_err(|e| BuildError::Io(e.to_string()))?))
+        }
+        #[cfg(feature = "kafka")]
+        Some(DeadLetterSpec::Kafka(spec)) => {
+            let missing =
+                crate::kafka::admin::MissingTopic { create: None, policy: config.retry.policy() };
+            crate::kafka::admin::ensure_topics(&spec.client, &[spec.topic.as_str()], missing)
+                .map_err(BuildError::Io)?;
+            Some(Arc::new(
+                crate::sink::kafka::KafkaDeadLetter::new(&spec.client, &spec.topic)
+                    .map_err(|e| BuildError::Io(e.to_string()))?,
+            ))
+        }
+        #[cfg(not(feature = "kafka"))]
+        Some(DeadLetterSpec::Kafka(_)) => return Err(kafka_unavailable()),
     })
 }
 
 /// The sink of `config` (an output file is created or opened here).
 pub fn sink(config: &PipelineConfig) -> Result<Arc<dyn SinkFactory>, BuildError> {
+    let dead_letter = match &config.sink {
+        SinkSpec::Kafka(_) => dead_letter(config)?,
+        _ => None,
+    };
+    sink_with_dead_letter(config, dead_letter)
+}
+
+/// The sink of `config`; a sink that dead-letters its own failures (Kafka) sends
+/// them to `dead_letter` (else they are logged and counted).
+pub fn sink_with_dead_letter(
+    config: &PipelineConfig,
+    dead_letter: Option<Arc<dyn DeadLetter>>,
+) -> Result<Arc<dyn SinkFactory>, BuildError> {
+    #[cfg(not(feature = "kafka"))]
+    let _ = dead_letter; // only a Kafka sink dead-letters its own failures
     Ok(match &config.sink {
         SinkSpec::Null => Arc::new(NullSinkFactory),
         SinkSpec::Stdout { buffer_bytes, writer } => Arc::new(
@@ -73,23 +141,43 @@ pub fn sink(config: &PipelineConfig) -> Result<Arc<dyn SinkFactory>, BuildError>
                 .and_then(|f| f.settings(*writer))
                 .map_err(|e| BuildError::Io(e.to_string()))?,
         ),
+        #[cfg(feature = "kafka")]
+        SinkSpec::Kafka(spec) => {
+            use crate::sink::kafka::{KafkaSinkFactory, KafkaSinkOptions};
+            let creation = spec.topic_creation;
+            let options = KafkaSinkOptions {
+                create_topics: creation
+                    .create
+                    .then(|| crate::kafka::creation_numbers(&creation, &config.retry)),
+                retry: config.retry.policy().clone(),
+                actions: config.retry.action_table(),
+                dead_letter: dead_letter.unwrap_or_else(|| {
+                    Arc::new(crate::sink::dead_letter::LogDeadLetter::default())
+                }),
+            };
+            Arc::new(
+                KafkaSinkFactory::new(spec.clone(), options)
+                    .map_err(|e| BuildError::Io(e.to_string()))?,
+            )
+        }
+        #[cfg(not(feature = "kafka"))]
+        SinkSpec::Kafka(_) => return Err(kafka_unavailable()),
     })
 }
 
 /// The whole engine described by `config`.
 pub fn engine(config: &PipelineConfig) -> Result<Engine, BuildError> {
     let processors = processors(config)?;
+    let dead_letter = dead_letter(config)?;
+    let sink = sink_with_dead_letter(config, dead_letter.clone())?;
     let source = source(config)?;
-    let sink = sink(config)?;
     let mut engine = Engine::new(config.engine, source, processors, sink)
         .resilience(Resilience::from_retry(&config.retry, config.breaker));
     if let Some(sizing) = config.batch_sizing {
         engine = engine.batch_sizing(sizing);
     }
-    if let Some(DeadLetterSpec::File { path }) = &config.dead_letter {
-        engine = engine.dead_letter(Arc::new(
-            FileDeadLetter::open(path).map_err(|e| BuildError::Io(e.to_string()))?,
-        ));
+    if let Some(dead_letter) = dead_letter {
+        engine = engine.dead_letter(dead_letter);
     }
     Ok(engine)
 }

@@ -46,6 +46,7 @@
 
 pub mod build;
 pub mod diagnostic;
+pub mod kafka;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -179,6 +180,17 @@ struct RawSource {
     keys: Option<Spanned<u64>>,
     message_bytes: Option<Spanned<SizeValue>>,
     seed: Option<Spanned<u64>>,
+    // kafka (see `kafka`)
+    brokers: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    topics: Option<Spanned<Vec<Spanned<String>>>>,
+    properties: Option<Spanned<kafka::PropertyTable>>,
+    commit_interval: Option<Spanned<DurationValue>>,
+    commit_every_messages: Option<Spanned<u64>>,
+    queued_max_messages_kbytes: Option<Spanned<u64>>,
+    create_topics: Option<Spanned<bool>>,
+    topic_partitions: Option<Spanned<u64>>,
+    topic_replication: Option<Spanned<u64>>,
 }
 
 /// One processor step as written; compiled by [`crate::transform`].
@@ -215,6 +227,15 @@ struct RawSink {
     timeout: Option<Spanned<String>>,
     breaker_failures: Option<Spanned<u64>>,
     breaker_cool_down: Option<Spanned<DurationValue>>,
+    // kafka (see `kafka`; it shares `linger` and `compression`)
+    brokers: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+    properties: Option<Spanned<kafka::PropertyTable>>,
+    dead_letter_topic: Option<Spanned<String>>,
+    batch_bytes: Option<Spanned<SizeValue>>,
+    create_topics: Option<Spanned<bool>>,
+    topic_partitions: Option<Spanned<u64>>,
+    topic_replication: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +244,10 @@ struct RawDeadLetter {
     #[serde(rename = "type")]
     kind: Spanned<String>,
     path: Option<Spanned<String>>,
+    // kafka (see `kafka`)
+    brokers: Option<Spanned<String>>,
+    topic: Option<Spanned<String>>,
+    properties: Option<Spanned<kafka::PropertyTable>>,
 }
 
 /// Where the messages come from.
@@ -231,6 +256,7 @@ pub enum SourceSpec {
     Generator(GeneratorSettings),
     File { path: PathBuf, checkpoint: Option<PathBuf>, checkpoint_interval: Duration },
     Stdin,
+    Kafka(kafka::KafkaSourceSpec),
 }
 
 /// Where they go.
@@ -249,12 +275,14 @@ pub enum SinkSpec {
         buffer_bytes: usize,
         writer: WriterSettings,
     },
+    Kafka(kafka::KafkaSinkSpec),
 }
 
 /// Where undeliverable messages go.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeadLetterSpec {
     File { path: PathBuf },
+    Kafka(kafka::KafkaDeadLetterSpec),
 }
 
 /// A checked pipeline file.
@@ -490,6 +518,8 @@ fn source_spec(
         ("message_bytes", s.message_bytes.as_ref().and_then(span_of)),
         ("seed", s.seed.as_ref().and_then(span_of)),
     ];
+    let kafka_set = kafka::source_set(s);
+    let set: Vec<_> = set.into_iter().chain(kafka_set).collect();
     match s.kind.get_ref().as_str() {
         "generator" => {
             only_fields(
@@ -547,7 +577,11 @@ fn source_spec(
             only_fields(&s.kind, &set, &[])?;
             Ok(SourceSpec::Stdin)
         }
-        _ => Err(unknown_type(&s.kind, "source", &["generator", "file", "stdin"])),
+        "kafka" => {
+            only_fields(&s.kind, &set, &kafka::SOURCE_FIELDS)?;
+            kafka::source_spec(s).map(SourceSpec::Kafka)
+        }
+        _ => Err(unknown_type(&s.kind, "source", &["generator", "file", "stdin", "kafka"])),
     }
 }
 
@@ -568,6 +602,8 @@ fn sink_spec(raw: &Spanned<RawSink>, base: &Path) -> Result<SinkSpec, Diagnostic
         ("breaker_failures", s.breaker_failures.as_ref().and_then(span_of)),
         ("breaker_cool_down", s.breaker_cool_down.as_ref().and_then(span_of)),
     ];
+    let kafka_set = kafka::sink_set(s);
+    let set: Vec<_> = set.into_iter().chain(kafka_set).collect();
     if let (Some(_), Some(f)) = (&s.buffer_bytes, &s.flush_bytes) {
         return Err(Diagnostic::new(
             Some(f.span()),
@@ -610,7 +646,11 @@ fn sink_spec(raw: &Spanned<RawSink>, base: &Path) -> Result<SinkSpec, Diagnostic
                 writer: writer_settings(s, buffer_bytes)?,
             })
         }
-        _ => Err(unknown_type(&s.kind, "sink", &["null", "stdout", "file"])),
+        "kafka" => {
+            only_fields(&s.kind, &set, &kafka::SINK_FIELDS)?;
+            kafka::sink_spec(s).map(SinkSpec::Kafka)
+        }
+        _ => Err(unknown_type(&s.kind, "sink", &["null", "stdout", "file", "kafka"])),
     }
 }
 
@@ -754,10 +794,24 @@ fn dead_letter_spec(
     let d = raw.get_ref();
     match d.kind.get_ref().as_str() {
         "file" => {
+            let set = [
+                ("brokers", d.brokers.as_ref().and_then(span_of)),
+                ("topic", d.topic.as_ref().and_then(span_of)),
+                ("properties", d.properties.as_ref().and_then(span_of)),
+            ];
+            only_fields(&d.kind, &set, &["path"])?;
             let path = required(&d.path, "path", &d.kind, "\"dead.ndjson\"")?;
             Ok(DeadLetterSpec::File { path: resolve_path(base, path) })
         }
-        _ => Err(unknown_type(&d.kind, "dead_letter", &["file"])),
+        "kafka" => {
+            only_fields(
+                &d.kind,
+                &[("path", d.path.as_ref().and_then(span_of))],
+                &["brokers", "topic", "properties"],
+            )?;
+            kafka::dead_letter_spec(d).map(DeadLetterSpec::Kafka)
+        }
+        _ => Err(unknown_type(&d.kind, "dead_letter", &["file", "kafka"])),
     }
 }
 
@@ -789,6 +843,7 @@ impl std::fmt::Display for SourceSpec {
                 }
             }
             SourceSpec::Stdin => write!(f, "stdin (no checkpoint)"),
+            SourceSpec::Kafka(k) => k.fmt(f),
         }
     }
 }
@@ -812,6 +867,7 @@ impl std::fmt::Display for SinkSpec {
                 if *fsync { "fsync on flush" } else { "no fsync" },
                 crate::parse::size::DisplaySize(*buffer_bytes as u64)
             ),
+            SinkSpec::Kafka(k) => k.fmt(f),
         }
     }
 }

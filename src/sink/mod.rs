@@ -8,6 +8,8 @@
 
 pub mod dead_letter;
 pub mod io_thread;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod null;
 pub mod resilient;
 pub mod writer;

@@ -12,6 +12,8 @@
 
 pub mod file;
 pub mod generator;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod progress;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -107,6 +109,18 @@ impl std::fmt::Display for IngestError {
 }
 
 impl std::error::Error for IngestError {}
+
+/// What [`Ingest::try_push`] did with a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Written into its worker's ring.
+    Written,
+    /// Too large for a ring: dead-lettered and counted; it is settled.
+    Rejected,
+    /// The worker's ring has no room now; nothing was written or counted. The
+    /// staged records of that ring were published, so the worker can drain it.
+    Full { worker: usize },
+}
 
 /// Settings of an [`Ingest`].
 #[derive(Clone, Copy, Debug)]
@@ -272,6 +286,50 @@ impl Ingest {
             self.producers[worker].commit();
         }
         Ok(())
+    }
+
+    /// Like [`Ingest::push`], but never waits: when the worker's ring is full it
+    /// returns [`Pushed::Full`] and the caller decides (the Kafka source pauses the
+    /// partition and keeps the message until the ring drains).
+    #[inline]
+    pub fn try_push(&mut self, message: &Message<'_>) -> Result<Pushed, IngestError> {
+        let payload_bytes = message.payload.len();
+        if payload_bytes > self.settings.record_bytes_max {
+            self.reject_too_large(message, payload_bytes);
+            return Ok(Pushed::Rejected);
+        }
+        let worker = self.route(message);
+        if self.progress.as_ref().is_some_and(Progress::is_full) {
+            self.wait_for_progress_room();
+        }
+        if self.clock_stale {
+            // The batch starts now (see `push_parts`).
+            self.now_ns = clock::now_ns();
+            self.clock_stale = false;
+        }
+        let mut record = *message;
+        record.meta.ingest_ns = self.now_ns;
+        match self.producers[worker].write(&record) {
+            Ok(()) => {}
+            Err(PushError::Full) => {
+                self.producers[worker].commit();
+                return Ok(Pushed::Full { worker });
+            }
+            Err(PushError::Closed) => return Err(IngestError::WorkerGone { worker }),
+            Err(PushError::TooLarge(_)) => {
+                self.reject_too_large(message, payload_bytes);
+                return Ok(Pushed::Rejected);
+            }
+        }
+        self.local.add(Counter::Ingested, 1);
+        self.local.add(Counter::IngestedBytes, payload_bytes as u64);
+        if let Some(progress) = &mut self.progress {
+            progress.pushed(worker, message.meta.position);
+        }
+        if self.producers[worker].staged() >= self.settings.batch_records {
+            self.producers[worker].commit();
+        }
+        Ok(Pushed::Written)
     }
 
     /// Waits until the oldest remembered run is acknowledged (bounded memory).
