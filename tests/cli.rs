@@ -61,7 +61,8 @@ fn validate_accepts_the_examples() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     for entry in std::fs::read_dir(examples).unwrap() {
         let path = entry.unwrap().path();
-        let needs_kafka = std::fs::read_to_string(&path).is_ok_and(|t| t.contains("type = \"kafka\""));
+        let needs_kafka =
+            std::fs::read_to_string(&path).is_ok_and(|t| t.contains("type = \"kafka\""));
         if needs_kafka && !cfg!(feature = "kafka") {
             continue; // validated by the default (Kafka) build
         }
