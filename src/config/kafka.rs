@@ -19,7 +19,7 @@
 //! topic = "orders-enriched"           # default topic (outputs without a routed topic)
 //! linger = "5ms"                      # -> linger.ms
 //! batch_bytes = "1MiB"                # -> batch.size
-//! compression = "lz4"                 # -> compression.type (none, gzip, snappy, lz4)
+//! compression = "lz4"                 # -> compression.type (none, gzip, snappy, lz4, zstd)
 //! dead_letter_topic = "orders-dlq"    # deliveries that failed for good
 //! create_topics = true                # create missing topics ...
 //! topic_partitions = 6                # ... with these (else CORESTREAM_TOPIC_*)
@@ -212,9 +212,9 @@ const MANAGED_SINK: [(&str, &str); 4] = [
 ];
 const MANAGED_DEAD_LETTER: [(&str, &str); 1] = [("bootstrap.servers", "brokers")];
 
-/// Compression codecs built into this librdkafka (zstd needs the `zstd` feature of
-/// rdkafka, which this build does not enable).
-const COMPRESSION_CODECS: [&str; 4] = ["none", "gzip", "snappy", "lz4"];
+/// Compression codecs built into this librdkafka (the `kafka` feature enables
+/// rdkafka's `zstd`; gzip, snappy and lz4 are always there).
+const COMPRESSION_CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 
 impl std::fmt::Display for KafkaClientSpec {
     /// Brokers and the properties set, secret values hidden (see `Debug`).
@@ -519,8 +519,13 @@ fn properties(
             .hint(format!("use `{instead}` instead")));
         }
         check_property(key, &value.get_ref().0).map_err(|reason| {
-            Diagnostic::new(Some(value.span()), format!("property \"{key}\": {reason}"))
-                .hint("properties go to librdkafka verbatim; see its CONFIGURATION.md")
+            let hint = if reason.contains("OpenSSL not available") {
+                "this build has no TLS: rebuild with `--features kafka-tls` (builds OpenSSL \
+                 from source)"
+            } else {
+                "properties go to librdkafka verbatim; see its CONFIGURATION.md"
+            };
+            Diagnostic::new(Some(value.span()), format!("property \"{key}\": {reason}")).hint(hint)
         })?;
         out.push((key.clone(), value.get_ref().0.clone()));
     }
@@ -657,6 +662,45 @@ mod tests {
         assert!(shown.contains("sasl.password") && !shown.contains("hunter2"), "{shown}");
         let e = parse(&format!("{text}path = \"x\"\n")).unwrap_err();
         assert!(e.contains("`path` does not apply to type \"kafka\""), "{e}");
+    }
+
+    /// TLS and SASL settings reach librdkafka; without the `kafka-tls` feature a TLS
+    /// protocol is refused offline, naming the feature that enables it.
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn kafka_security_settings_and_codecs() {
+        let source =
+            "[source]\ntype = \"kafka\"\nbrokers = \"b:9092\"\ngroup = \"g\"\ntopics = [\"in\"]\n";
+        // SASL PLAIN over plaintext is built into librdkafka in every build.
+        let plain = format!(
+            "{source}properties = {{ \"security.protocol\" = \"sasl_plaintext\", \
+             \"sasl.mechanism\" = \"PLAIN\", \"sasl.username\" = \"u\", \
+             \"sasl.password\" = \"p\" }}\n{SINK}compression = \"zstd\"\n"
+        );
+        let config = parse(&plain).unwrap();
+        let SinkSpec::Kafka(sink) = &config.sink else { panic!("{:?}", config.sink) };
+        assert!(
+            sink.client.properties.contains(&("compression.type".to_string(), "zstd".to_string()))
+        );
+        let tls = format!(
+            "{source}properties = {{ \"security.protocol\" = \"sasl_ssl\", \
+             \"sasl.mechanism\" = \"SCRAM-SHA-512\" }}\n{SINK}"
+        );
+        let result = parse(&tls);
+        if cfg!(feature = "kafka-tls") {
+            let config = result.unwrap();
+            let SourceSpec::Kafka(source) = &config.source else { panic!("{:?}", config.source) };
+            assert!(
+                source
+                    .client
+                    .properties
+                    .contains(&("security.protocol".to_string(), "sasl_ssl".to_string()))
+            );
+        } else {
+            let e = result.unwrap_err();
+            assert!(e.contains("property \"security.protocol\"") && e.contains("k.toml:6:"), "{e}");
+            assert!(e.contains("--features kafka-tls"), "{e}");
+        }
     }
 
     #[cfg(feature = "kafka")]
