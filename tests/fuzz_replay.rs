@@ -69,6 +69,12 @@ fn json_path_corpus_holds_every_invariant() {
     assert!(replayed >= SEEDS_MIN, "only {replayed} json_path inputs replayed");
 }
 
+#[test]
+fn config_corpus_holds_every_invariant() {
+    let replayed = replay("config", corestream::config::fuzz_check_config);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} config inputs replayed");
+}
+
 /// The checks are not vacuous: a wrong answer is caught.
 #[test]
 #[should_panic(expected = "invariant violated")]

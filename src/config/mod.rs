@@ -46,7 +46,11 @@
 
 pub mod build;
 pub mod diagnostic;
+mod fuzz;
 pub mod kafka;
+
+#[doc(hidden)]
+pub use fuzz::fuzz_check_config;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
