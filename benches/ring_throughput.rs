@@ -266,6 +266,16 @@ fn main() {
             "rtrb       64 B item,    chunk API",
             best_of(runs, || rtrb_throughput::<64>(records, true)),
         ),
+        // The bytes a corestream record with a 64-byte payload moves (40-byte header
+        // + 64): the same volume through rtrb, to separate ring design from record size.
+        (
+            "rtrb      104 B item,    one at a time",
+            best_of(runs, || rtrb_throughput::<104>(records, false)),
+        ),
+        (
+            "rtrb      104 B item,    chunk API",
+            best_of(runs, || rtrb_throughput::<104>(records, true)),
+        ),
     ] {
         println!("{name:<44} {:>12.1}M", value / 1e6);
     }
