@@ -14,7 +14,7 @@
 //! [source]
 //! type = "file"                 # generator | file | stdin
 //! path = "orders.ndjson"        # relative paths are relative to this file
-//! checkpoint = "orders.ckpt"
+//! checkpoint = "orders.ckpt"      # resume here after a restart (the file sink then appends)
 //!
 //! [[processor]]                 # the chain, in order (see `transform`)
 //! type = "filter"
@@ -23,6 +23,7 @@
 //! [sink]
 //! type = "file"                 # null | stdout | file
 //! path = "out.ndjson"
+//! append = false                # truncate at start (default), unless the source checkpoints
 //! flush_records = 4096          # write when this many outputs are buffered,
 //! flush_bytes = "256KiB"        # or this many bytes (alias of buffer_bytes),
 //! linger = "5ms"                # or the oldest is this old (default: when idle)
@@ -349,6 +350,8 @@ impl PipelineConfig {
             })
             .and_then(|s| sink_spec(s, &base))
             .map_err(fail)?;
+        let sink =
+            resume_appends(&source, sink, raw.sink.as_ref().map(|s| s.get_ref())).map_err(fail)?;
         let breaker =
             raw.sink.as_ref().map_or(Ok(BreakerConfig::default()), breaker).map_err(fail)?;
         let dead_letter = raw
@@ -417,6 +420,34 @@ fn retry_diagnostic(error: &crate::retry::env::RetrySettingsError) -> Diagnostic
         other => Diagnostic::new(None, other.to_string())
             .hint("fix or unset the environment variable; the config file's [retry] overrides it"),
     }
+}
+
+/// A checkpointed file source resumes after a restart; a file sink that truncated
+/// its output at start would then throw away what the previous run wrote. So with a
+/// checkpoint the file sink appends unless told otherwise, and `append = false` is
+/// refused.
+fn resume_appends(
+    source: &SourceSpec,
+    mut sink: SinkSpec,
+    raw: Option<&RawSink>,
+) -> Result<SinkSpec, Diagnostic> {
+    let checkpointed = matches!(source, SourceSpec::File { checkpoint: Some(_), .. });
+    if let (true, SinkSpec::File { append, .. }) = (checkpointed, &mut sink) {
+        match raw.and_then(|r| r.append.as_ref()) {
+            Some(explicit) if !*explicit.get_ref() => {
+                return Err(Diagnostic::new(
+                    Some(explicit.span()),
+                    "append = false with a checkpointed source: a restart resumes the input \
+                     after the checkpoint but would truncate the output written before it",
+                )
+                .hint(
+                    "remove `append` (a checkpoint makes the file sink append) or the checkpoint",
+                ));
+            }
+            _ => *append = true,
+        }
+    }
+    Ok(sink)
 }
 
 fn span_of<T>(value: &Spanned<T>) -> Option<Range<usize>> {

@@ -266,3 +266,24 @@ fn sink_timeout_defaults_to_30s_and_off_writes_inline() {
     );
     assert!(e.contains("p.toml:5:"), "{e}");
 }
+
+#[test]
+fn a_checkpointed_source_makes_the_file_sink_append() {
+    let source = |checkpoint: &str| {
+        format!(
+            "[source]\ntype = \"file\"\npath = \"in.ndjson\"\n{checkpoint}[sink]\ntype = \"file\"\npath = \"o\"\n"
+        )
+    };
+    let append_of = |text: &str| match parse(text).unwrap().sink {
+        SinkSpec::File { append, .. } => append,
+        other => panic!("{other:?}"),
+    };
+    assert!(!append_of(&source("")), "no checkpoint: truncate by default");
+    assert!(append_of(&source("checkpoint = \"in.ckpt\"\n")));
+    assert!(append_of(&(source("checkpoint = \"in.ckpt\"\n") + "append = true\n")));
+    let e = error(&(source("checkpoint = \"in.ckpt\"\n") + "append = false\n"));
+    assert!(e.contains("append = false with a checkpointed source"), "{e}");
+    assert!(e.contains("p.toml:8:10"), "{e}");
+    assert!(e.contains("hint: remove `append`"), "{e}");
+    assert!(!append_of(&(source("") + "append = false\n")));
+}

@@ -124,7 +124,7 @@ impl LineReader {
             let newline = search_from + newline;
             let position = self.offset + newline as u64 + 1;
             if let Some(long) = self.long_line.take() {
-                reject_long_line(ingest, &long, position, self.record_bytes_max);
+                reject_long_line(ingest, &long, position, self.record_bytes_max)?;
             } else {
                 let line = strip_cr(&self.buffer[line_start..newline]);
                 push_line(ingest, line, position, timestamp_ms, self.replay_until)?;
@@ -160,7 +160,7 @@ impl LineReader {
     fn finish_input(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
         let end_position = self.offset + self.filled as u64;
         if let Some(long) = self.long_line.take() {
-            reject_long_line(ingest, &long, end_position + 1, self.record_bytes_max);
+            reject_long_line(ingest, &long, end_position + 1, self.record_bytes_max)?;
         } else if self.filled > 0 {
             let line = strip_cr(&self.buffer[..self.filled]);
             push_line(ingest, line, end_position, clock::unix_ms(), self.replay_until)?;
@@ -205,7 +205,7 @@ fn reject_long_line(
     long: &LongLine,
     end_position: u64,
     record_bytes_max: usize,
-) {
+) -> Result<(), SourceError> {
     let reason = format!(
         "line of {} bytes at byte {} exceeds record_bytes_max {} (this record keeps its first {} bytes)",
         end_position.saturating_sub(1 + long.start),
@@ -218,7 +218,9 @@ fn reject_long_line(
         meta: Meta { position: end_position, ..Meta::default() },
         ..Default::default()
     };
-    ingest.reject(&message, ErrorCategory::MessageTooLarge, &reason);
+    ingest
+        .reject(&message, ErrorCategory::MessageTooLarge, &reason)
+        .map_err(|e| SourceError::new(e.to_string()))
 }
 
 /// A newline-delimited file, resumable from a checkpoint file.

@@ -700,7 +700,9 @@ impl KafkaSource {
             Err(reason) => {
                 // SAFETY: valid message for the duration of the call.
                 let message = unsafe { view(m, slot, &[]) };
-                ingest.reject(&message, ErrorCategory::Serialization, reason);
+                ingest
+                    .reject(&message, ErrorCategory::Serialization, reason)
+                    .map_err(|e| SourceError::new(e.to_string()))?;
                 self.rejected(slot, m.offset);
                 return Ok(Pushed::Rejected);
             }

@@ -96,6 +96,10 @@ pub enum IngestError {
     /// The worker that owns this message stopped (it failed); nothing can be
     /// delivered to it any more.
     WorkerGone { worker: usize },
+    /// A message the source had to dead-letter could not be written to the
+    /// dead-letter sink either. It is not settled, so a checkpoint or offset commit
+    /// never passes it: the run stops and a restart reads it again.
+    DeadLetterFailed { position: u64, reason: String },
 }
 
 impl std::fmt::Display for IngestError {
@@ -104,6 +108,12 @@ impl std::fmt::Display for IngestError {
             IngestError::WorkerGone { worker } => {
                 write!(f, "worker {worker} stopped; its ring is closed")
             }
+            IngestError::DeadLetterFailed { position, reason } => write!(
+                f,
+                "the message at position {position} had to be dead-lettered and the \
+                 dead-letter sink failed ({reason}): stopping without settling it, so it \
+                 is read again after a restart"
+            ),
         }
     }
 }
@@ -226,7 +236,8 @@ impl Ingest {
 
     /// Writes one message into its worker's ring, waiting while the ring is full.
     /// `message.meta.ingest_ns` is set here. A payload over `record_bytes_max` is
-    /// dead-lettered and counted, and `Ok` is returned: reading goes on.
+    /// dead-lettered and counted, and `Ok` is returned: reading goes on (unless the
+    /// dead-letter sink fails: [`IngestError::DeadLetterFailed`]).
     #[inline]
     pub fn push(&mut self, message: &Message<'_>) -> Result<(), IngestError> {
         self.push_parts(message, &[])
@@ -242,8 +253,7 @@ impl Ingest {
         let payload_bytes =
             message.payload.len() + more_payload.iter().map(|p| p.len()).sum::<usize>();
         if payload_bytes > self.settings.record_bytes_max {
-            self.reject_too_large(message, payload_bytes);
-            return Ok(());
+            return self.reject_too_large(message, payload_bytes);
         }
         let worker = self.route(message);
         if self.progress.as_ref().is_some_and(Progress::is_full) {
@@ -271,8 +281,7 @@ impl Ingest {
                 }
                 Err(PushError::Closed) => return Err(IngestError::WorkerGone { worker }),
                 Err(PushError::TooLarge(_)) => {
-                    self.reject_too_large(message, payload_bytes);
-                    return Ok(());
+                    return self.reject_too_large(message, payload_bytes);
                 }
             }
         }
@@ -295,7 +304,7 @@ impl Ingest {
     pub fn try_push(&mut self, message: &Message<'_>) -> Result<Pushed, IngestError> {
         let payload_bytes = message.payload.len();
         if payload_bytes > self.settings.record_bytes_max {
-            self.reject_too_large(message, payload_bytes);
+            self.reject_too_large(message, payload_bytes)?;
             return Ok(Pushed::Rejected);
         }
         let worker = self.route(message);
@@ -317,7 +326,7 @@ impl Ingest {
             }
             Err(PushError::Closed) => return Err(IngestError::WorkerGone { worker }),
             Err(PushError::TooLarge(_)) => {
-                self.reject_too_large(message, payload_bytes);
+                self.reject_too_large(message, payload_bytes)?;
                 return Ok(Pushed::Rejected);
             }
         }
@@ -354,11 +363,15 @@ impl Ingest {
     }
 
     #[cold]
-    fn reject_too_large(&mut self, message: &Message<'_>, payload_bytes: usize) {
+    fn reject_too_large(
+        &mut self,
+        message: &Message<'_>,
+        payload_bytes: usize,
+    ) -> Result<(), IngestError> {
         let mut reason_buffer = [0u8; 96];
         let reason =
             format_reason(&mut reason_buffer, payload_bytes, self.settings.record_bytes_max);
-        self.reject(message, ErrorCategory::MessageTooLarge, reason);
+        self.reject(message, ErrorCategory::MessageTooLarge, reason)
     }
 
     /// Adds to one of the source's counters (published at the next flush).
@@ -368,8 +381,15 @@ impl Ingest {
     }
 
     /// Dead-letters a message the source cannot put into a ring, with a reason.
-    /// The position counts as settled (it is in no ring).
-    pub fn reject(&mut self, message: &Message<'_>, category: ErrorCategory, reason: &str) {
+    /// The position then counts as settled (it is in no ring). When the dead-letter
+    /// sink fails, nothing is settled or counted and the error stops the source: a
+    /// message is delivered or dead-lettered, never dropped.
+    pub fn reject(
+        &mut self,
+        message: &Message<'_>,
+        category: ErrorCategory,
+        reason: &str,
+    ) -> Result<(), IngestError> {
         let record = DeadLetterRecord {
             category,
             stage: Stage::Source,
@@ -381,17 +401,17 @@ impl Ingest {
             payload: message.payload,
         };
         if let Err(e) = self.dead_letter.send(&record) {
-            // The record of a failure must not vanish: say so loudly and count it.
-            eprintln!(
-                "corestream: dead-letter write failed ({e}); message at position {} counted only",
-                record.position
-            );
+            return Err(IngestError::DeadLetterFailed {
+                position: record.position,
+                reason: e.to_string(),
+            });
         }
         self.local.add(Counter::SourceRejected, 1);
         self.local.add(Counter::DeadLettered, 1);
         if let Some(progress) = &mut self.progress {
             progress.skipped(message.meta.position);
         }
+        Ok(())
     }
 
     /// Publishes every ring, refreshes the ingest clock, publishes the counters.

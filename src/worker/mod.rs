@@ -58,12 +58,23 @@ pub struct Worker {
 #[derive(Debug)]
 pub enum WorkerError {
     Sink(SinkError),
+    /// A message the processor chain failed could not be dead-lettered: the batch
+    /// is left unacknowledged (read again after a restart) and the worker stops.
+    DeadLetter {
+        position: u64,
+        error: SinkError,
+    },
 }
 
 impl std::fmt::Display for WorkerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             WorkerError::Sink(e) => write!(f, "sink failed: {e}"),
+            WorkerError::DeadLetter { position, error } => write!(
+                f,
+                "the dead-letter sink failed for the message at position {position} ({error}): \
+                 stopping without acknowledging its batch, so it is read again after a restart"
+            ),
         }
     }
 }
@@ -274,7 +285,7 @@ impl Core {
             }
             settled[failure.input as usize] = true;
             failed += 1;
-            self.dead_letter_input(message, failure);
+            self.dead_letter_input(message, failure)?;
         }
         let ticket: Ticket = self.acks.issue(builder);
         if let Err(e) = self.sink.write_batch(&outputs, &inputs, ticket) {
@@ -299,7 +310,11 @@ impl Core {
     }
 
     #[cold]
-    fn dead_letter_input(&self, message: &Message<'_>, failure: &Failure<'_>) {
+    fn dead_letter_input(
+        &self,
+        message: &Message<'_>,
+        failure: &Failure<'_>,
+    ) -> Result<(), WorkerError> {
         let record = DeadLetterRecord {
             category: failure.category,
             stage: Stage::Processor,
@@ -310,12 +325,9 @@ impl Core {
             key: message.key,
             payload: message.payload,
         };
-        if let Err(e) = self.dead_letter.send(&record) {
-            eprintln!(
-                "corestream: worker {}: dead-letter write failed ({e}); message at position {} counted only",
-                self.index, message.meta.position
-            );
-        }
+        self.dead_letter
+            .send(&record)
+            .map_err(|error| WorkerError::DeadLetter { position: message.meta.position, error })
     }
 
     /// The ticket queue is full: flush so synchronous sinks release, then wait for
