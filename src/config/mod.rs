@@ -382,6 +382,25 @@ impl PipelineConfig {
     }
 }
 
+/// What to write instead, for serde's "invalid type: X, expected Y".
+fn type_hint(message: &str) -> Option<&'static str> {
+    let expected = message.strip_prefix("invalid type: ")?.split_once(", expected ")?.1;
+    let expected = expected.lines().next().unwrap_or(expected);
+    Some(match expected {
+        "u64" | "u32" | "u16" | "usize" | "i64" | "i32" | "an integer" => {
+            "a whole number, without quotes (sizes and durations take a string: \"4KiB\", \"5s\")"
+        }
+        "f64" | "f32" | "a float" => "a number, without quotes (e.g. 1.5)",
+        "a boolean" => "true or false, without quotes",
+        "a string" => "a string, in double quotes",
+        e if e.contains("sequence") => "a list in brackets, e.g. [\"a\", \"b\"]",
+        e if e.contains("map") || e.contains("struct") || e.contains("table") => {
+            "a table: a [section] or an inline { key = value }"
+        }
+        _ => "see the key's documentation in src/config/mod.rs",
+    })
+}
+
 /// A toml/serde error as a diagnostic, with a "did you mean" for unknown fields.
 fn toml_diagnostic(error: &toml::de::Error) -> Diagnostic {
     let message = error.message().trim_end().to_string();
@@ -400,6 +419,8 @@ fn toml_diagnostic(error: &toml::de::Error) -> Diagnostic {
             Some(best) => format!("did you mean `{best}`?"),
             None => format!("expected one of: {}", candidates.join(", ")),
         });
+    } else if let Some(hint) = type_hint(&message) {
+        diagnostic.hint = Some(hint.to_string());
     } else if message.starts_with("missing field `type`") {
         diagnostic.hint =
             Some("every [source], [sink], [dead_letter] and [[processor]] needs a `type`".into());

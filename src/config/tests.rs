@@ -56,6 +56,13 @@ fn wrong_type_points_at_the_value() {
         error("[engine]\nworkers = \"two\"\n[source]\ntype = \"stdin\"\n[sink]\ntype = \"null\"\n");
     assert!(e.contains("p.toml:2:11"), "{e}");
     assert!(e.contains("invalid type: string \"two\", expected u64"), "{e}");
+    assert!(e.contains("hint: a whole number, without quotes"), "{e}");
+    let e = error("[source]\ntype = 5\n[sink]\ntype = \"null\"\n");
+    assert!(e.contains("p.toml:2:8") && e.contains("hint: a string, in double quotes"), "{e}");
+    let e = error(
+        "[source]\ntype = \"stdin\"\n[sink]\ntype = \"file\"\npath = \"o\"\nappend = \"yes\"\n",
+    );
+    assert!(e.contains("p.toml:6:10") && e.contains("hint: true or false, without quotes"), "{e}");
 }
 
 #[test]
