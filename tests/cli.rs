@@ -1,5 +1,6 @@
 //! The `corestream` binary: exit codes, error output, clean shutdown on SIGINT with
-//! checkpoint and resume, the second signal, `validate` and `bench --json`.
+//! checkpoint and resume, the second signal, `validate`, `bench --json` (with the
+//! pinning that happened), and the adaptive batch size in `run`'s summary.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,111 @@ fn bench_json_has_the_documented_fields() {
     }
     assert_eq!(value["messages"], 200_000);
     assert_eq!(value["per_worker"].as_array().map(Vec::len), Some(1));
+    // --unpinned: what happened, not what was asked for.
+    assert_eq!(value["pinned"], false);
+    assert_eq!(value["pinned_workers"], 0);
+    assert_eq!(value["per_worker"][0]["pinning"], "not_requested");
+    assert_eq!(value["per_worker"][0]["core"], serde_json::Value::Null);
+}
+
+fn bench_json(args: &[&str]) -> (serde_json::Value, String) {
+    let out = binary().args(["bench", "--json"]).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (serde_json::from_slice(&out.stdout).expect("one JSON object"), stderr)
+}
+
+/// More workers than cores: nobody is pinned (never two workers on one core), the
+/// JSON says so per worker and overall, and stderr says it once.
+#[test]
+fn bench_with_more_workers_than_cores_runs_unpinned_and_says_so_once() {
+    let cores = corestream::worker::pin::available_cores();
+    if cores == 0 || cores >= corestream::limits::WORKERS_MAX {
+        eprintln!("note: {cores} cores reported; cannot have more workers than cores here");
+        return;
+    }
+    let workers = (cores + 1).to_string();
+    let (value, stderr) = bench_json(&["--workers", &workers, "--messages", "20000"]);
+    let notice = format!("corestream: {workers} workers on {cores} cores: running unpinned");
+    assert_eq!(stderr.lines().filter(|l| *l == notice).count(), 1, "{stderr}");
+    assert!(!stderr.contains("refused"), "{stderr}");
+    assert_eq!(value["pinned"], false, "{value}");
+    assert_eq!(value["pinned_workers"], 0, "{value}");
+    let per_worker = value["per_worker"].as_array().unwrap();
+    assert_eq!(per_worker.len(), cores + 1);
+    for w in per_worker {
+        assert_eq!(w["pinned"], false, "{w}");
+        assert_eq!(w["pinning"], "too_few_cores", "{w}");
+        assert_eq!(w["core"], serde_json::Value::Null, "{w}");
+    }
+}
+
+/// Pinning requested with workers <= cores: the JSON reports the outcome of each
+/// worker (pinned to a core, or refused by the OS with the notice), consistently.
+#[test]
+fn bench_json_reports_the_pinning_that_happened() {
+    let (value, stderr) = bench_json(&["--workers", "1", "--messages", "20000"]);
+    let w = &value["per_worker"][0];
+    match w["pinning"].as_str() {
+        Some("core") => {
+            assert!(w["core"].is_u64(), "{w}");
+            assert_eq!(w["pinned"], true);
+            assert_eq!(value["pinned"], true);
+            assert_eq!(value["pinned_workers"], 1);
+            assert!(!stderr.contains("unpinned"), "{stderr}");
+        }
+        Some("refused") => {
+            eprintln!("note: this machine refuses CPU pinning");
+            assert_eq!(w["pinned"], false);
+            assert_eq!(value["pinned"], false);
+            assert_eq!(stderr.matches("pinning refused").count(), 1, "{stderr}");
+        }
+        other => panic!("one worker on >= 1 core: pinned or refused, not {other:?}: {value}"),
+    }
+}
+
+fn run_generator(name: &str, engine: &str) -> String {
+    let dir = temp_dir(name);
+    let config = dir.join("p.toml");
+    write(
+        &config,
+        &format!(
+            "[engine]\nworkers = 2\npin = false\nbatch_records = 256\n{engine}\
+             [source]\ntype = \"generator\"\ncount = 20000\n[sink]\ntype = \"null\"\n"
+        ),
+    );
+    let out =
+        binary().args(["run", config.to_str().unwrap(), "--progress-secs", "0"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    stderr
+}
+
+/// `run`'s summary shows each worker's current batch size when it adapts, and no
+/// batch size line when it is fixed.
+#[test]
+fn run_summary_shows_the_adaptive_batch_size_per_worker() {
+    let stderr = run_generator(
+        "adaptive",
+        "batch_time_target = \"1ms\"\nbatch_records_min = 16\nbatch_records_max = 1024\n",
+    );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("  batch size now (adaptive 16..=1024 toward 1ms): "))
+        .unwrap_or_else(|| panic!("no batch size line: {stderr}"));
+    for worker in 0..2 {
+        let size: u64 = line
+            .split(&format!("worker {worker} "))
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("worker {worker} missing: {line}"));
+        assert!((16..=1024).contains(&size), "{line}");
+    }
+    let fixed = run_generator("fixed", "");
+    assert!(fixed.contains("corestream: done in"), "{fixed}");
+    assert!(!fixed.contains("batch size"), "{fixed}");
 }
 
 /// SIGINT in the middle of a file -> file run: exit 0, the checkpoint covers exactly

@@ -23,7 +23,7 @@ use crate::sink::null::NullSinkFactory;
 use crate::source::Source;
 use crate::source::file::FileSource;
 use crate::source::generator::{GeneratorSettings, GeneratorSource};
-use crate::worker::Placement;
+use crate::worker::{Pinned, Placement};
 
 /// Processors the bench can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -109,7 +109,10 @@ pub struct BenchResult {
     /// "null", or "file PATH" with --output.
     pub sink: String,
     pub batch_records: usize,
+    /// True when every worker ended up pinned to a core (not merely requested).
     pub pinned: bool,
+    /// Workers that ended up pinned.
+    pub pinned_workers: usize,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -119,6 +122,13 @@ pub struct WorkerFigures {
     pub share: f64,
     /// Records per batch at the end (adaptive batch size, or the fixed size).
     pub batch_records: u64,
+    /// Whether this worker actually runs pinned to a core.
+    pub pinned: bool,
+    /// The core it is pinned to.
+    pub core: Option<usize>,
+    /// The pinning outcome: "core", "not_requested", "refused" (by the OS),
+    /// "too_few_cores" (more workers than cores), "unknown" (no report).
+    pub pinning: &'static str,
 }
 
 fn processors(kind: BenchProcessor) -> Result<ProcessorFactory, String> {
@@ -237,6 +247,9 @@ pub fn run(args: &BenchArgs) -> i32 {
     };
     let live = !args.json && std::io::stderr().is_terminal();
     let mut progress = Progress::new(live.then_some(Duration::from_secs(1)));
+    if args.batch_time_target.is_some() {
+        progress = progress.with_batch_sizes(settings.workers);
+    }
     // Steady-state allocation window: 10% .. 90% of the expected messages.
     let mut window: (Option<Sample>, Option<Sample>) = (None, None);
     while !running.is_finished() {
@@ -287,11 +300,17 @@ pub fn run(args: &BenchArgs) -> i32 {
             .per_worker
             .iter()
             .enumerate()
-            .map(|(worker, w)| WorkerFigures {
-                worker,
-                messages: w[Counter::MessagesIn as usize],
-                share: w[Counter::MessagesIn as usize] as f64 / messages.max(1) as f64,
-                batch_records: w[Counter::BatchRecordsCurrent as usize],
+            .map(|(worker, w)| {
+                let pinned = report.workers.iter().find(|r| r.index == worker).map(|r| r.pinned);
+                WorkerFigures {
+                    worker,
+                    messages: w[Counter::MessagesIn as usize],
+                    share: w[Counter::MessagesIn as usize] as f64 / messages.max(1) as f64,
+                    batch_records: w[Counter::BatchRecordsCurrent as usize],
+                    pinned: pinned.is_some_and(Pinned::is_pinned),
+                    core: pinned.and_then(Pinned::core),
+                    pinning: pinned.map_or("unknown", Pinned::name),
+                }
             })
             .collect(),
         outputs: s.get(Counter::Outputs),
@@ -311,7 +330,9 @@ pub fn run(args: &BenchArgs) -> i32 {
             ),
         },
         batch_records: settings.batch_records,
-        pinned: !args.unpinned,
+        pinned: report.workers.len() == settings.workers
+            && report.workers.iter().all(|r| r.pinned.is_pinned()),
+        pinned_workers: report.workers.iter().filter(|r| r.pinned.is_pinned()).count(),
     };
     if args.json {
         match serde_json::to_string(&result) {
@@ -359,8 +380,12 @@ fn print_text(r: &BenchResult) {
     }
     out!("  outputs {}  filtered {}  dead-lettered {}", r.outputs, r.filtered, r.dead_lettered);
     for w in &r.per_worker {
+        let placement = match w.core {
+            Some(core) => format!("pinned to core {core}"),
+            None => format!("unpinned ({})", w.pinning.replace('_', " ")),
+        };
         out!(
-            "  worker {}: {} messages ({:.1}%), batch size now {}",
+            "  worker {}: {} messages ({:.1}%), batch size now {}, {placement}",
             w.worker,
             w.messages,
             w.share * 100.0,

@@ -155,6 +155,9 @@ fn run(path: &std::path::Path, progress_secs: Option<u64>) -> i32 {
         None => std::io::stderr().is_terminal().then_some(Duration::from_secs(1)),
     };
     let mut progress = report::Progress::new(interval);
+    if config.batch_sizing.is_some() {
+        progress = progress.with_batch_sizes(config.engine.workers);
+    }
     let mut stopping = false;
     while !running.is_finished() {
         std::thread::sleep(Duration::from_millis(50));
@@ -170,7 +173,14 @@ fn run(path: &std::path::Path, progress_secs: Option<u64>) -> i32 {
     progress.finish();
     match running.join() {
         Ok(report) => {
-            eprintln!("{}", report::summary(&report.snapshot, config.engine.workers));
+            eprintln!(
+                "{}",
+                report::summary(
+                    &report.snapshot,
+                    config.engine.workers,
+                    config.batch_sizing.as_ref()
+                )
+            );
             EXIT_OK
         }
         Err(e) => {

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::engine::{Metrics, Snapshot};
-use crate::metrics::Counter;
+use crate::metrics::{Counter, ShardedCounters};
+use crate::worker::BatchSizing;
 
 /// Live progress on stderr, one line rewritten in place.
 pub struct Progress {
@@ -12,11 +13,26 @@ pub struct Progress {
     last: Instant,
     last_messages: u64,
     printed: bool,
+    /// Workers whose current batch size is shown (adaptive batch size only).
+    batch_size_workers: Option<usize>,
 }
 
 impl Progress {
     pub fn new(interval: Option<Duration>) -> Self {
-        Progress { interval, last: Instant::now(), last_messages: 0, printed: false }
+        Progress {
+            interval,
+            last: Instant::now(),
+            last_messages: 0,
+            printed: false,
+            batch_size_workers: None,
+        }
+    }
+
+    /// Also shows the current batch size of the first `workers` workers (for an
+    /// adaptive batch size; a fixed one never changes).
+    pub fn with_batch_sizes(mut self, workers: usize) -> Self {
+        self.batch_size_workers = Some(workers);
+        self
     }
 
     /// Prints a progress line if the interval passed. Reads counters only (no
@@ -33,12 +49,18 @@ impl Progress {
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r{messages:>12} messages  {:>10}/s  out {:>12}  filtered {:>10}  dead-lettered {:>8}   ",
+            "\r{messages:>12} messages  {:>10}/s  out {:>12}  filtered {:>10}  dead-lettered {:>8}",
             human(rate),
             counters.sum(Counter::Outputs),
             counters.sum(Counter::Filtered),
             counters.sum(Counter::DeadLettered),
         );
+        if let Some(range) =
+            self.batch_size_workers.and_then(|workers| batch_size_range(counters, workers))
+        {
+            let _ = write!(err, "  batch {}", DisplayRange(range));
+        }
+        let _ = write!(err, "   ");
         let _ = err.flush();
         self.printed = true;
         self.last = Instant::now();
@@ -50,6 +72,27 @@ impl Progress {
         if self.printed {
             eprintln!();
         }
+    }
+}
+
+/// Smallest and largest current batch size over the first `workers` shards; `None`
+/// when there are none.
+fn batch_size_range(counters: &ShardedCounters, workers: usize) -> Option<(u64, u64)> {
+    (0..workers.min(counters.shards()))
+        .map(|w| counters.shard(w).get_slot(Counter::BatchRecordsCurrent as usize))
+        .fold(None, |range, size| match range {
+            None => Some((size, size)),
+            Some((lo, hi)) => Some((lo.min(size), hi.max(size))),
+        })
+}
+
+/// "512", or "448..512" when the workers differ.
+struct DisplayRange((u64, u64));
+
+impl std::fmt::Display for DisplayRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (lo, hi) = self.0;
+        if lo == hi { write!(f, "{lo}") } else { write!(f, "{lo}..{hi}") }
     }
 }
 
@@ -73,8 +116,9 @@ pub fn human_ns(ns: u64) -> String {
     }
 }
 
-/// The end-of-run summary.
-pub fn summary(s: &Snapshot, workers: usize) -> String {
+/// The end-of-run summary; with an adaptive batch size (`batch_sizing`), each
+/// worker's current batch size too.
+pub fn summary(s: &Snapshot, workers: usize, batch_sizing: Option<&BatchSizing>) -> String {
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     let messages = s.get(Counter::MessagesIn);
     format!(
@@ -94,7 +138,26 @@ pub fn summary(s: &Snapshot, workers: usize) -> String {
         human_ns(s.latency.p99),
         human_ns(s.latency.p999),
         human_ns(s.latency.max),
-    ) + &sink_failures(s)
+    ) + &batch_sizes(s, batch_sizing)
+        + &sink_failures(s)
+}
+
+/// The adaptive batch size line for the summary: empty when the size is fixed.
+fn batch_sizes(s: &Snapshot, batch_sizing: Option<&BatchSizing>) -> String {
+    let Some(sizing) = batch_sizing else { return String::new() };
+    let sizes: Vec<String> = s
+        .batch_records_current()
+        .iter()
+        .enumerate()
+        .map(|(worker, size)| format!("worker {worker} {size}"))
+        .collect();
+    format!(
+        "\n  batch size now (adaptive {}..={} toward {}): {}",
+        sizing.records_min,
+        sizing.records_max,
+        crate::parse::duration::DisplayDuration(sizing.time_target),
+        sizes.join("  ")
+    )
 }
 
 /// Sink failure lines for the summary: empty when the sink never failed.
@@ -122,4 +185,66 @@ fn sink_failures(s: &Snapshot) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::counters::{ENGINE_COUNTERS, SHARD_SLOTS};
+
+    fn snapshot(batch_sizes: &[u64]) -> Snapshot {
+        let per_worker: Vec<[u64; ENGINE_COUNTERS]> = batch_sizes
+            .iter()
+            .map(|&size| {
+                let mut w = [0; ENGINE_COUNTERS];
+                w[Counter::BatchRecordsCurrent as usize] = size;
+                w
+            })
+            .collect();
+        let mut totals = [0; SHARD_SLOTS];
+        totals[Counter::MessagesIn as usize] = 1000;
+        Snapshot {
+            elapsed: Duration::from_secs(1),
+            totals,
+            per_worker,
+            latency: Default::default(),
+        }
+    }
+
+    #[test]
+    fn summary_shows_each_workers_batch_size_when_adaptive() {
+        let sizing = BatchSizing {
+            records_min: 64,
+            records_max: 4096,
+            time_target: Duration::from_millis(1),
+        };
+        let text = summary(&snapshot(&[576, 448]), 2, Some(&sizing));
+        let line = text.lines().find(|l| l.contains("batch size")).expect(&text);
+        assert_eq!(
+            line,
+            "  batch size now (adaptive 64..=4096 toward 1ms): worker 0 576  worker 1 448"
+        );
+    }
+
+    #[test]
+    fn summary_has_no_batch_size_line_when_fixed() {
+        let text = summary(&snapshot(&[512, 512]), 2, None);
+        assert!(!text.contains("batch size"), "{text}");
+        assert_eq!(text.lines().count(), 3, "{text}");
+    }
+
+    #[test]
+    fn live_batch_size_is_the_range_over_the_workers() {
+        let counters = ShardedCounters::new(3); // two workers and the source
+        let slot = Counter::BatchRecordsCurrent as usize;
+        counters.shard(0).set_slot(slot, 512);
+        counters.shard(1).set_slot(slot, 512);
+        counters.shard(2).set_slot(slot, 9999); // the source's shard is not a worker
+        assert_eq!(batch_size_range(&counters, 2), Some((512, 512)));
+        assert_eq!(DisplayRange((512, 512)).to_string(), "512");
+        counters.shard(1).set_slot(slot, 448);
+        assert_eq!(batch_size_range(&counters, 2), Some((448, 512)));
+        assert_eq!(DisplayRange((448, 512)).to_string(), "448..512");
+        assert_eq!(batch_size_range(&counters, 0), None);
+    }
 }

@@ -133,7 +133,10 @@ impl Worker {
             arena_bytes,
             batch_sizing,
         } = self;
-        let pinned = pin::pin_current(index, placement);
+        // The engine gives each worker a counter shard and the source thread the last
+        // one (`Engine::start`), so the shards say how many workers share the cores.
+        let workers = counters.shards().saturating_sub(1).max(index + 1);
+        let pinned = pin::pin_current(index, workers, placement);
         crate::wait::warm_up_thread();
         let core = Core {
             index,
