@@ -255,6 +255,7 @@ impl Engine {
                 .map_err(|e| EngineError::Startup(e.to_string()))?;
             let worker = Worker {
                 index,
+                workers: settings.workers,
                 consumer,
                 processor: (self.processors)(index),
                 sink,

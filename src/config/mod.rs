@@ -938,7 +938,13 @@ impl std::fmt::Display for DisplayEngine<'_> {
             f,
             "{} worker(s) {}, ring {} each, batch {} records, record_bytes_max {}, arena {}",
             e.workers,
-            if e.placement == Placement::PinPerCore { "pinned one per core" } else { "unpinned" },
+            match e.placement {
+                Placement::PinPerCore if e.workers > crate::worker::pin::available_cores() => {
+                    "unpinned (more workers than cores)"
+                }
+                Placement::PinPerCore => "pinned one per core",
+                Placement::Unpinned => "unpinned",
+            },
             crate::parse::size::DisplaySize(e.ring_bytes as u64),
             e.batch_records,
             crate::parse::size::DisplaySize(e.record_bytes_max as u64),

@@ -38,6 +38,8 @@ pub use pin::{Pinned, Placement};
 /// Everything a worker owns, assembled by the engine.
 pub struct Worker {
     pub index: usize,
+    /// How many workers the engine runs (for the placement decision).
+    pub workers: usize,
     pub consumer: Consumer,
     pub processor: Box<dyn Processor>,
     pub sink: Box<dyn Sink>,
@@ -120,6 +122,7 @@ impl Worker {
     pub fn run(self) -> Result<WorkerReport, WorkerError> {
         let Worker {
             index,
+            workers,
             consumer,
             processor,
             sink,
@@ -133,9 +136,6 @@ impl Worker {
             arena_bytes,
             batch_sizing,
         } = self;
-        // The engine gives each worker a counter shard and the source thread the last
-        // one (`Engine::start`), so the shards say how many workers share the cores.
-        let workers = counters.shards().saturating_sub(1).max(index + 1);
         let pinned = pin::pin_current(index, workers, placement);
         crate::wait::warm_up_thread();
         let core = Core {
