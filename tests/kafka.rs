@@ -1,24 +1,33 @@
-//! Kafka → corestream (pass-through, so every input has one output to check) → Kafka
-//! against librdkafka's in-process mock cluster: every message arrives, order per key holds, committed offsets match what was
-//! delivered; two engines in one group split the partitions and a rebalance loses
-//! nothing; failed deliveries are retried or dead-lettered by category.
+//! Kafka → corestream → Kafka against librdkafka's in-process mock cluster. The main
+//! tests run the reference orders pipeline (schema, filter, route per message to
+//! `orders.<region>.<currency>`, map): every expected output arrives in its topic
+//! with its payload, key and header, nothing filtered or malformed is produced,
+//! order per source partition holds in each output partition, and the committed
+//! offsets cover exactly what was delivered, filtered or dead-lettered; two engines
+//! in one group split the partitions and a rebalance loses nothing. With a
+//! pass-through chain (every input has one output), failed deliveries are retried or
+//! dead-lettered by category.
 #![cfg(feature = "kafka")]
 
+mod kafka_orders_util;
 mod kafka_util;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use corestream::engine::{Engine, EngineSettings, RunningEngine};
-use corestream::processor::PassThrough;
+use corestream::metrics::Counter;
+use corestream::processor::{PassThrough, Processor};
 use corestream::retry::ErrorCategory;
 use corestream::retry::counters::Outcome;
 use corestream::retry::{ActionTable, RetryPolicy};
-use corestream::sink::dead_letter::{DeadLetter, DeadLetterRecord};
+use corestream::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
 use corestream::sink::kafka::{KafkaSinkFactory, KafkaSinkOptions, KafkaSinkStats};
 use corestream::sink::{SinkError, dead_letter::LogDeadLetter};
 use corestream::source::kafka::{KafkaSource, KafkaSourceOptions, KafkaSourceStats};
 use corestream::worker::Placement;
+use kafka_orders_util as orders;
 use kafka_util::*;
 use parking_lot::Mutex;
 
@@ -46,22 +55,67 @@ fn retry_policy() -> RetryPolicy {
     .expect("test policy")
 }
 
+/// The processor chain of a test engine.
+#[derive(Clone, Copy, Debug)]
+enum Chain {
+    /// Every input is one output, unchanged, to the sink's topic.
+    PassThrough,
+    /// The reference orders pipeline (`corestream::transform::orders_processor`).
+    Orders,
+}
+
+impl Chain {
+    fn processor(self) -> Box<dyn Processor> {
+        match self {
+            Chain::PassThrough => Box::new(PassThrough),
+            Chain::Orders => Box::new(
+                corestream::transform::orders_processor().expect("the orders pipeline compiles"),
+            ),
+        }
+    }
+}
+
 struct Running {
     engine: RunningEngine,
     source: Arc<KafkaSourceStats>,
     sink: Arc<KafkaSinkStats>,
 }
 
+impl Running {
+    /// Inputs the workers are done with: delivered, filtered or failed in the
+    /// processor (each input has at most one output in these chains).
+    fn settled(&self) -> u64 {
+        let counters = self.engine.metrics().counters();
+        delivered_by(&self.sink)
+            + counters.sum(Counter::Filtered)
+            + counters.sum(Counter::ProcessorFailed)
+    }
+}
+
+/// An engine reading `input` (group `group`) and writing to `output` on `brokers`;
+/// `dead_letter` receives both processor and sink failures, as with `corestream run`.
+#[allow(clippy::too_many_arguments)]
 fn start(
     brokers: &str,
     group: &str,
     input: &str,
     output: &str,
     settings: EngineSettings,
+    chain: Chain,
     dead_letter: Arc<dyn DeadLetter>,
     sink_properties: &[(&str, &str)],
 ) -> Running {
-    start_across(brokers, brokers, group, input, output, settings, dead_letter, sink_properties)
+    start_across(
+        brokers,
+        brokers,
+        group,
+        input,
+        output,
+        settings,
+        chain,
+        dead_letter,
+        sink_properties,
+    )
 }
 
 /// Source on `in_brokers`, sink on `out_brokers` (they may be different clusters).
@@ -73,6 +127,7 @@ fn start_across(
     input: &str,
     output: &str,
     settings: EngineSettings,
+    chain: Chain,
     dead_letter: Arc<dyn DeadLetter>,
     sink_properties: &[(&str, &str)],
 ) -> Running {
@@ -96,7 +151,7 @@ fn start_across(
             create_topics: None,
             retry: retry_policy(),
             actions: ActionTable::default(),
-            dead_letter,
+            dead_letter: dead_letter.clone(),
         },
     )
     .expect("sink");
@@ -104,9 +159,10 @@ fn start_across(
     let engine = Engine::new(
         settings,
         Box::new(source),
-        Box::new(|_| Box::new(PassThrough)),
+        Box::new(move |_| chain.processor()),
         Arc::new(sink),
     )
+    .dead_letter(dead_letter)
     .start()
     .expect("engine starts");
     Running { engine, source: source_stats, sink: sink_stats }
@@ -117,67 +173,143 @@ fn delivered(r: &Running) -> u64 {
 }
 
 fn delivered_by(sink: &KafkaSinkStats) -> u64 {
-    sink.delivered.load(std::sync::atomic::Ordering::Relaxed)
+    sink.delivered.load(Relaxed)
+}
+
+/// Creates the orders pipeline's output topics (3 partitions each) and the sink's
+/// default topic for unrouted messages; returns the routed topics.
+fn create_orders_topics(
+    mock: &rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    unrouted: &str,
+) -> Vec<String> {
+    create_topic(mock, unrouted, 1);
+    let routed = orders::routed_topics();
+    for topic in &routed {
+        create_topic(mock, topic, 3);
+    }
+    routed
+}
+
+/// Messages in `topics` (the mock's topics start at offset 0).
+fn messages_in(brokers: &str, topics: &[String], partitions: i32) -> i64 {
+    topics.iter().map(|t| end_offsets(brokers, t, partitions).iter().sum::<i64>()).sum()
+}
+
+/// Asserts that the output is exactly the expected one, duplicates apart.
+fn assert_output(check: &orders::Check) {
+    use orders::sample;
+    assert!(check.missing.is_empty(), "expected outputs lost: {}", sample(&check.missing));
+    assert!(check.unexpected.is_empty(), "unexpected outputs: {}", sample(&check.unexpected));
+    assert!(check.wrong.is_empty(), "outputs differ from the expected: {}", sample(&check.wrong));
+    assert!(
+        check.order_violations.is_empty(),
+        "order per source partition broken: {}",
+        sample(&check.order_violations)
+    );
+    assert!(
+        check.split_keys.is_empty(),
+        "a key in several partitions: {}",
+        sample(&check.split_keys)
+    );
 }
 
 #[test]
-fn kafka_to_kafka_delivers_everything_in_order_and_commits_what_was_delivered() {
+fn kafka_to_orders_pipeline_to_kafka_routes_every_message_in_order_and_commits_what_was_settled() {
     const PARTITIONS: i32 = 4;
     const PER_PARTITION: u64 = 5_000;
+    const MALFORMED_EVERY: u64 = 250;
     let mock = mock();
     let brokers = mock.bootstrap_servers();
     create_topic(&mock, "orders-in", PARTITIONS);
-    create_topic(&mock, "orders-out", 3);
-    produce_orders(&brokers, "orders-in", PARTITIONS, 0..PER_PARTITION);
-    let total = (PARTITIONS as u64 * PER_PARTITION) as usize;
+    let routed = create_orders_topics(&mock, "orders.unrouted");
+    let inputs = orders::Inputs::new(PARTITIONS, 0..PER_PARTITION, MALFORMED_EVERY);
+    inputs.assert_varied();
+    assert_eq!(
+        inputs.rejected.len(),
+        (PARTITIONS as u64 * PER_PARTITION / MALFORMED_EVERY) as usize
+    );
+    orders::produce(&brokers, "orders-in", PARTITIONS, 0..PER_PARTITION, MALFORMED_EVERY);
+    let total = inputs.total() as u64;
+    let ends = end_offsets(&brokers, "orders-in", PARTITIONS);
+    assert_eq!(ends, vec![PER_PARTITION as i64; PARTITIONS as usize]);
 
-    // A ring of 8 KiB holds ~50 orders: the source must pause partitions and resume
+    // A ring of 8 KiB holds ~30 orders: the source must pause partitions and resume
     // them as the workers drain, without losing or reordering anything.
+    let dead = Arc::new(Collect::default());
     let running = start(
         &brokers,
         "pipeline",
         "orders-in",
-        "orders-out",
+        "orders.unrouted",
         settings(2, 8 << 10),
-        Arc::new(LogDeadLetter::default()),
+        Chain::Orders,
+        dead.clone(),
         &[],
     );
-    wait_until("every message delivered", Duration::from_secs(120), || {
-        delivered(&running) >= total as u64
+    wait_until("every input settled", Duration::from_secs(120), || running.settled() >= total);
+    // While the engine runs, idle, its time-based commit covers every input:
+    // delivered, filtered (including a partition's last inputs) and dead-lettered.
+    wait_until("the running engine commits every input", Duration::from_secs(30), || {
+        committed(&brokers, "pipeline", "orders-in", PARTITIONS) == ends
     });
-    // Let an idle commit happen, then stop (which commits again, synchronously).
-    std::thread::sleep(Duration::from_millis(500));
     running.engine.stop();
     let report = running.engine.join().expect("clean shutdown");
-    assert_eq!(report.snapshot.get(corestream::metrics::Counter::MessagesIn), total as u64);
-
-    let mut reader = OutputReader::new(&brokers, "orders-out");
-    let tally = reader.read_until_distinct(total, Duration::from_secs(60));
-    assert_eq!(missing(&reader.records, PARTITIONS, 0..PER_PARTITION), vec![], "messages lost");
+    let counts = |c| report.snapshot.get(c) as usize;
+    assert_eq!(counts(Counter::MessagesIn), inputs.total());
+    assert_eq!(counts(Counter::Outputs), inputs.outputs.len());
+    assert_eq!(counts(Counter::Filtered), inputs.filtered.len());
+    assert_eq!(counts(Counter::ProcessorFailed), inputs.rejected.len());
     assert_eq!(
-        tally,
-        Tally { total, distinct: total, duplicates: 0 },
-        "a clean run duplicates nothing"
+        delivered_by(&running.sink) as usize,
+        inputs.outputs.len(),
+        "every output delivered once"
     );
-    assert_eq!(order_violations(&reader.records), Vec::<String>::new());
-    for r in &reader.records {
-        assert_eq!(r.key, key_of(r.src, r.seq), "key kept");
-        assert_eq!(
-            r.trace.as_deref(),
-            Some(format!("t-{}-{}", r.src, r.seq).as_str()),
-            "header kept"
-        );
-    }
+    assert_eq!(running.sink.dead_lettered.load(Relaxed), 0);
     assert_eq!(
         committed(&brokers, "pipeline", "orders-in", PARTITIONS),
-        end_offsets(&brokers, "orders-in", PARTITIONS),
-        "committed offsets = everything delivered"
+        ends,
+        "after the stop, committed offsets = every input"
     );
-    let pauses = running.source.pauses.load(std::sync::atomic::Ordering::Relaxed);
-    let resumes = running.source.resumes.load(std::sync::atomic::Ordering::Relaxed);
+
+    // Malformed inputs were dead-lettered by the processor, as they were.
+    let dead = dead.0.lock();
+    let dead_ids: std::collections::BTreeSet<u64> =
+        dead.iter().map(|d| orders::id_of(d.partition as i32, d.position)).collect();
+    assert_eq!(dead.len(), dead_ids.len(), "each malformed input dead-lettered once");
+    assert_eq!(
+        dead_ids, inputs.rejected,
+        "dead letters = the malformed inputs (by partition, offset)"
+    );
+    for d in dead.iter() {
+        let (src, seq) = (d.partition as i32, d.position);
+        assert_eq!((d.category, d.stage), (ErrorCategory::Serialization, Stage::Processor));
+        assert_eq!(d.payload, orders::order_input(src, seq, MALFORMED_EVERY).as_bytes());
+        assert_eq!(d.key, key_of(src, seq).as_bytes());
+    }
+
+    // The output topics hold exactly the expected outputs; nothing went unrouted.
+    assert_eq!(end_offsets(&brokers, "orders.unrouted", 1), vec![0], "nothing unrouted");
+    assert_eq!(messages_in(&brokers, &routed, 3), inputs.outputs.len() as i64, "no extra output");
+    let mut reader = orders::Reader::new(&brokers, &routed);
+    reader.read_until("the routed topics", Duration::from_secs(60), |r| {
+        r.len() >= inputs.outputs.len()
+    });
+    let check = orders::check(&reader.records, &inputs);
+    assert_output(&check);
+    assert!(check.duplicates.is_empty(), "a clean run duplicates nothing: {:?}", check.duplicates);
+
+    let pauses = running.source.pauses.load(Relaxed);
+    let resumes = running.source.resumes.load(Relaxed);
     assert!(pauses > 0, "the tiny rings should have paused partitions");
     assert!(resumes <= pauses);
-    eprintln!("pauses {pauses}, resumes {resumes}, commits {:?}", running.source.commits);
+    eprintln!(
+        "orders: {total} inputs, {} outputs, {} filtered, {} dead-lettered; pauses {pauses}, \
+         resumes {resumes}, commits {:?}",
+        inputs.outputs.len(),
+        inputs.filtered.len(),
+        inputs.rejected.len(),
+        running.source.commits
+    );
 }
 
 #[test]
@@ -187,62 +319,105 @@ fn two_engines_in_one_group_split_the_partitions_and_a_rebalance_loses_nothing()
     let mock = mock();
     let brokers = mock.bootstrap_servers();
     create_topic(&mock, "rb-in", PARTITIONS);
-    create_topic(&mock, "rb-out", 3);
-    produce_orders(&brokers, "rb-in", PARTITIONS, 0..PHASE);
+    let routed = create_orders_topics(&mock, "rb-unrouted");
+    let phase_inputs = |phases: u64| orders::Inputs::new(PARTITIONS, 0..phases * PHASE, 0);
+    orders::produce(&brokers, "rb-in", PARTITIONS, 0..PHASE, 0);
     let log: Arc<dyn DeadLetter> = Arc::new(LogDeadLetter::default());
+    let engine = |log: &Arc<dyn DeadLetter>| {
+        start(
+            &brokers,
+            "rb",
+            "rb-in",
+            "rb-unrouted",
+            settings(2, 1 << 16),
+            Chain::Orders,
+            log.clone(),
+            &[],
+        )
+    };
 
-    let a = start(&brokers, "rb", "rb-in", "rb-out", settings(2, 1 << 16), log.clone(), &[]);
-    wait_until("engine A under way", Duration::from_secs(60), || delivered(&a) >= PHASE);
-    let b = start(&brokers, "rb", "rb-in", "rb-out", settings(2, 1 << 16), log.clone(), &[]);
+    let a = engine(&log);
+    wait_until("engine A under way", Duration::from_secs(60), || a.settled() >= PHASE);
+    let b = engine(&log);
     wait_until("B receives partitions", Duration::from_secs(60), || {
-        b.source.assignments.load(std::sync::atomic::Ordering::Relaxed) > 0
-            && a.source.revocations.load(std::sync::atomic::Ordering::Relaxed) > 0
+        b.source.assignments.load(Relaxed) > 0 && a.source.revocations.load(Relaxed) > 0
     });
-    produce_orders(&brokers, "rb-in", PARTITIONS, PHASE..2 * PHASE);
-    wait_until("phase 2 delivered", Duration::from_secs(120), || {
-        delivered(&a) + delivered(&b) >= 2 * PHASE * PARTITIONS as u64
+    orders::produce(&brokers, "rb-in", PARTITIONS, PHASE..2 * PHASE, 0);
+    let two_phases = phase_inputs(2).total() as u64;
+    wait_until("phase 2 settled", Duration::from_secs(120), || {
+        a.settled() + b.settled() >= two_phases
     });
     let b_before_a_left = delivered(&b);
     // A leaves cleanly: its partitions are drained, committed and handed to B.
     a.engine.stop();
     a.engine.join().expect("A stops cleanly");
-    produce_orders(&brokers, "rb-in", PARTITIONS, 2 * PHASE..3 * PHASE);
-    let total = (3 * PHASE * PARTITIONS as u64) as usize;
-    let mut reader = OutputReader::new(&brokers, "rb-out");
-    let tally = reader.read_until_distinct(total, Duration::from_secs(120));
+    orders::produce(&brokers, "rb-in", PARTITIONS, 2 * PHASE..3 * PHASE, 0);
+    let inputs = phase_inputs(3);
+    inputs.assert_varied();
+    // B's idle commit reaches the end of every partition only once it has settled
+    // every input (delivered, filtered or dead-lettered): then stop it.
+    let ends = end_offsets(&brokers, "rb-in", PARTITIONS);
+    wait_until("B commits every input", Duration::from_secs(120), || {
+        committed(&brokers, "rb", "rb-in", PARTITIONS) == ends
+    });
     b.engine.stop();
     b.engine.join().expect("B stops cleanly");
 
+    // Everything is delivered: read every copy back, duplicates included.
+    let copies = messages_in(&brokers, &routed, 3) as usize;
+    let mut reader = orders::Reader::new(&brokers, &routed);
+    reader.read_until("the routed topics", Duration::from_secs(60), |r| r.len() >= copies);
+    let check = orders::check(&reader.records, &inputs);
+    assert_output(&check);
+    assert_eq!(end_offsets(&brokers, "rb-unrouted", 1), vec![0], "nothing unrouted");
     assert_eq!(
-        missing(&reader.records, PARTITIONS, 0..3 * PHASE),
-        vec![],
-        "messages lost in a rebalance"
+        delivered_by(&a.sink) + delivered_by(&b.sink),
+        copies as u64,
+        "the engines delivered what the topics hold"
     );
-    assert_eq!(order_violations(&reader.records), Vec::<String>::new());
     assert!(b_before_a_left > 0, "B took part before A left");
     assert!(delivered_by(&b.sink) > b_before_a_left, "B took over A's partitions");
     eprintln!(
-        "rebalance: {} outputs for {} inputs ({} duplicates); A delivered {}, B {}",
-        tally.total,
-        total,
-        tally.duplicates,
+        "rebalance: {} outputs for {} expected ({} duplicates); A delivered {}, B {}",
+        copies,
+        inputs.outputs.len(),
+        check.extra_copies(),
         delivered_by(&a.sink),
         delivered_by(&b.sink)
     );
     assert_eq!(
         committed(&brokers, "rb", "rb-in", PARTITIONS),
-        end_offsets(&brokers, "rb-in", PARTITIONS),
+        ends,
         "the group's offsets cover everything"
     );
 }
 
+/// One dead letter, as recorded in memory.
+struct Dead {
+    category: ErrorCategory,
+    stage: Stage,
+    attempts: u32,
+    partition: u32,
+    position: u64,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+}
+
 /// Records dead letters in memory.
 #[derive(Default)]
-struct Collect(Mutex<Vec<(ErrorCategory, u32, Vec<u8>)>>);
+struct Collect(Mutex<Vec<Dead>>);
 
 impl DeadLetter for Collect {
     fn send(&self, record: &DeadLetterRecord<'_>) -> Result<(), SinkError> {
-        self.0.lock().push((record.category, record.attempts, record.payload.to_vec()));
+        self.0.lock().push(Dead {
+            category: record.category,
+            stage: record.stage,
+            attempts: record.attempts,
+            partition: record.partition,
+            position: record.position,
+            key: record.key.to_vec(),
+            payload: record.payload.to_vec(),
+        });
         Ok(())
     }
     fn describe(&self) -> String {
@@ -254,7 +429,6 @@ impl DeadLetter for Collect {
 fn failed_deliveries_are_retried_by_category_and_dead_lettered_when_they_cannot_succeed() {
     use rdkafka::types::RDKafkaApiKey;
     use rdkafka::types::RDKafkaRespErr as E;
-    use std::sync::atomic::Ordering::Relaxed;
     const PARTITIONS: i32 = 2;
     const PHASE: u64 = 200;
     // Input and output on two clusters, so injected produce errors hit only the sink.
@@ -272,6 +446,7 @@ fn failed_deliveries_are_retried_by_category_and_dead_lettered_when_they_cannot_
         "faults-in",
         "faults-out",
         settings(1, 1 << 16),
+        Chain::PassThrough,
         dead.clone(),
         &[("retries", "0"), ("linger.ms", "20")],
     );
@@ -294,7 +469,10 @@ fn failed_deliveries_are_retried_by_category_and_dead_lettered_when_they_cannot_
     produce_orders(&in_brokers, "faults-in", PARTITIONS, PHASE..2 * PHASE);
     let total = 2 * PHASE * PARTITIONS as u64;
     wait_until("phase 2 settled", Duration::from_secs(60), || settled(&running.sink) >= total);
-    std::thread::sleep(Duration::from_millis(300));
+    let ends = end_offsets(&in_brokers, "faults-in", PARTITIONS);
+    wait_until("the running engine commits every input", Duration::from_secs(30), || {
+        committed(&in_brokers, "faults", "faults-in", PARTITIONS) == ends
+    });
     running.engine.stop();
     running.engine.join().expect("clean shutdown");
     let too_large = sink.retry_count(ErrorCategory::MessageTooLarge, Outcome::DeadLettered);
@@ -303,9 +481,9 @@ fn failed_deliveries_are_retried_by_category_and_dead_lettered_when_they_cannot_
     let dead = dead.0.lock();
     assert_eq!(dead.len() as u64, too_large);
     assert!(
-        dead.iter()
-            .all(|(category, attempts, _)| *category == ErrorCategory::MessageTooLarge
-                && *attempts == 1),
+        dead.iter().all(|d| d.category == ErrorCategory::MessageTooLarge
+            && d.stage == Stage::Sink
+            && d.attempts == 1),
         "dead-lettered at the first failure"
     );
     // Nothing lost: delivered + dead-lettered covers every input, and the offsets
@@ -383,8 +561,6 @@ fn a_missing_topic_is_waited_for_by_the_retry_policy_then_reported() {
 
 #[test]
 fn the_kafka_dead_letter_topic_keeps_the_message_and_says_why() {
-    use corestream::retry::ErrorCategory;
-    use corestream::sink::dead_letter::Stage;
     use corestream::sink::kafka::KafkaDeadLetter;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::{Headers as _, Message as _};
