@@ -2,10 +2,12 @@
 //!
 //! Format: one line of text, `corestream-checkpoint v1 position=<u64> read=<u64>`,
 //! where `position` is the byte offset up to which every line is acknowledged and
-//! `read` is how far the source had read when the checkpoint was written (the replay
-//! window after a crash is `position..read`, so duplicates can be counted). Written
-//! to `<path>.tmp` then renamed over `<path>`, so a crash leaves either the old or
-//! the new checkpoint, never half of one.
+//! `read` is the read limit: the run that wrote it hands no line past `read` to a
+//! worker until a checkpoint with a larger limit is on disk (see
+//! `crate::source::file`). After a crash, every line the run can have delivered
+//! lies in `position..=read`: the replay window, whose lines are counted as
+//! `replayed`. Written to `<path>.tmp` then renamed over `<path>`, so a crash
+//! leaves either the old or the new checkpoint, never half of one.
 
 use std::fs;
 use std::io::{self, Write};
@@ -16,7 +18,8 @@ use std::path::{Path, PathBuf};
 pub struct Checkpoint {
     /// Every byte before this offset has been acknowledged.
     pub position: u64,
-    /// How far the source had read when this was written (>= position).
+    /// The read limit (>= position): no line past it was handed to a worker by the
+    /// run that wrote this checkpoint, as long as this is the latest one.
     pub read: u64,
 }
 

@@ -308,7 +308,8 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
-    /// Reads and checks `path`, reading retry overrides from the process environment.
+    /// Reads and checks `path`, reading retry overrides from the process environment
+    /// (and refusing unknown `CORESTREAM_RETRY_*` / `CORESTREAM_TOPIC_*` variables).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigError::new(
@@ -317,6 +318,17 @@ impl PipelineConfig {
                 Diagnostic::new(None, format!("cannot read config file: {e}")),
             )
         })?;
+        // A mistyped CORESTREAM_RETRY_* / CORESTREAM_TOPIC_* variable would be ignored.
+        crate::retry::env::check_env_names(crate::retry::env::process_env_names()).map_err(
+            |e| {
+                ConfigError::new(
+                    path,
+                    &text,
+                    Diagnostic::new(None, e.to_string())
+                        .hint("fix the variable's name or unset it"),
+                )
+            },
+        )?;
         Self::parse(path, &text, crate::retry::env::process_env)
     }
 

@@ -27,6 +27,11 @@
 //!
 //! Per-category actions (`retry`, `fail_fast`, `dead_letter`) are set in the config
 //! only, in `[retry.actions]` (`network = "retry"`, ...).
+//!
+//! Any other variable whose name starts with `CORESTREAM_RETRY_` or
+//! `CORESTREAM_TOPIC_` (in any case) is refused at startup, so a typo such as
+//! `CORESTREAM_RETRY_MAX_ATTEMPT` is not silently ignored: [`check_env_names`], given
+//! the names of the variables set ([`process_env_names`] in the binary).
 
 use std::fmt;
 use std::ops::Range;
@@ -64,6 +69,12 @@ pub const ENV_VARS: [&str; 10] = [
     ENV_TOPIC_PARTITIONS,
     ENV_TOPIC_REPLICATION,
 ];
+
+/// Prefixes of the variables in [`ENV_VARS`]; every variable with one of them must be
+/// one of [`ENV_VARS`] (see [`check_env_names`]).
+pub const ENV_PREFIXES: [&str; 2] = ["CORESTREAM_RETRY_", "CORESTREAM_TOPIC_"];
+
+const _: () = assert!(ENV_VARS.len() == 10 && ENV_PREFIXES.len() == 2);
 
 /// Default partitions of a topic corestream creates when it is missing: 3 lets three
 /// consumers of a group share it without over-provisioning a development broker.
@@ -173,6 +184,69 @@ impl fmt::Display for EnvError {
 }
 
 impl std::error::Error for EnvError {}
+
+/// Variables with a prefix of [`ENV_PREFIXES`] that corestream does not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownEnvVars {
+    /// Each unknown name (sorted) and the known variable it most likely meant.
+    pub unknown: Vec<(String, Option<&'static str>)>,
+}
+
+impl fmt::Display for UnknownEnvVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (var, suggestion) in &self.unknown {
+            write!(f, "unknown environment variable {var}")?;
+            if let Some(known) = suggestion {
+                write!(f, " (did you mean {known}?)")?;
+            }
+            writeln!(f)?;
+        }
+        write!(f, "known variables: {}", ENV_VARS.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownEnvVars {}
+
+/// Refuses every name in `names` that starts with a prefix of [`ENV_PREFIXES`]
+/// (compared ignoring ASCII case: the variables themselves are case-sensitive) but
+/// is not one of [`ENV_VARS`], with the closest known variable as a suggestion.
+/// Other names are ignored.
+pub fn check_env_names<I, S>(names: I) -> Result<(), UnknownEnvVars>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut unknown: Vec<(String, Option<&'static str>)> = names
+        .into_iter()
+        .filter_map(|name| {
+            let name = name.as_ref();
+            let prefix = ENV_PREFIXES.iter().copied().find(|prefix| {
+                name.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+            })?;
+            if ENV_VARS.contains(&name) {
+                return None;
+            }
+            // Compare what follows the prefix with the known names of that prefix.
+            let rest = name[prefix.len()..].to_ascii_uppercase();
+            let known = ENV_VARS.iter().filter_map(|var| var.strip_prefix(prefix));
+            let suggestion = crate::config::diagnostic::did_you_mean(&rest, known)
+                .and_then(|best| ENV_VARS.iter().copied().find(|var| var[prefix.len()..] == *best));
+            Some((name.to_string(), suggestion))
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    unknown.dedup();
+    Err(UnknownEnvVars { unknown })
+}
+
+/// The names of the variables in the process environment (for [`check_env_names`]);
+/// a name that is not UTF-8 is converted lossily.
+pub fn process_env_names() -> Vec<String> {
+    std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()).collect()
+}
 
 /// A bad value in the `[retry]` table of the config file.
 #[derive(Clone, Debug, PartialEq)]
@@ -781,6 +855,52 @@ mod tests {
             let head = format!("environment variable {var}={value:?}: expected {expected}");
             assert!(message.starts_with(&head), "{var}={value:?} gave {message:?}");
         }
+    }
+
+    #[test]
+    fn every_known_variable_and_every_other_prefix_passes_the_name_check() {
+        assert_eq!(check_env_names(ENV_VARS), Ok(()));
+        let others = ["PATH", "CORESTREAM_BENCH_MESSAGES", "CORESTREAM_RETRY", "RETRY_MAX", ""];
+        assert_eq!(check_env_names(others), Ok(()));
+    }
+
+    #[test]
+    fn an_unknown_variable_with_a_known_prefix_is_refused_with_a_suggestion() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("CORESTREAM_RETRY_MAX_ATTEMPT", Some(ENV_MAX_ATTEMPTS)),
+            ("CORESTREAM_RETRY_INTIAL", Some(ENV_INITIAL)),
+            ("corestream_retry_max", Some(ENV_MAX)),
+            ("Corestream_Topic_Partitions", Some(ENV_TOPIC_PARTITIONS)),
+            ("CORESTREAM_TOPIC_REPLICATON", Some(ENV_TOPIC_REPLICATION)),
+            ("CORESTREAM_TOPIC_MAX", None),
+            ("CORESTREAM_RETRY_", None),
+            ("CORESTREAM_RETRY_BACKOFF_SECONDS", None),
+        ];
+        for &(var, suggestion) in cases {
+            let err = check_env_names(["HOME", var, ENV_MAX]).unwrap_err();
+            assert_eq!(err.unknown, vec![(var.to_string(), suggestion)], "{var}");
+            let message = err.to_string();
+            let first = message.lines().next().unwrap();
+            match suggestion {
+                Some(known) => assert_eq!(
+                    first,
+                    format!("unknown environment variable {var} (did you mean {known}?)")
+                ),
+                None => assert_eq!(first, format!("unknown environment variable {var}")),
+            }
+            let known = message.lines().last().unwrap();
+            assert!(known.starts_with("known variables: CORESTREAM_RETRY_STRATEGY, "), "{known}");
+            assert!(ENV_VARS.iter().all(|v| known.contains(v)), "{known}");
+        }
+    }
+
+    #[test]
+    fn every_unknown_variable_is_listed_once_in_name_order() {
+        let names = ["CORESTREAM_TOPIC_X", "CORESTREAM_RETRY_Y", "CORESTREAM_TOPIC_X"];
+        let err = check_env_names(names).unwrap_err();
+        let listed: Vec<&str> = err.unknown.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(listed, ["CORESTREAM_RETRY_Y", "CORESTREAM_TOPIC_X"]);
+        assert_eq!(err.to_string().lines().count(), 3);
     }
 
     #[test]

@@ -5,8 +5,23 @@
 //! position is the byte offset just past the line's newline, so "acknowledged up to
 //! position P" means "resume reading at byte P". The file source writes that
 //! position to its checkpoint file every `checkpoint_interval` and at shutdown, and
-//! on start resumes from it: a clean shutdown loses nothing, a crash replays at most
-//! the lines between the checkpoint and what had been read (counted as `replayed`).
+//! on start resumes from it: a clean shutdown loses nothing and replays nothing.
+//!
+//! **After a crash** (kill -9) the lines after the checkpoint's position are read
+//! again; the sink may already have written some of them before the crash, so they
+//! appear twice. To count them, the checkpoint also holds a *read limit* (`read`),
+//! written ahead: the source never hands a worker a line past the limit of a
+//! checkpoint already on disk; before a read could reach past it, it writes a new
+//! checkpoint with a limit further ahead ([`READ_AHEAD_MIN_BYTES`] at least, twice
+//! the bytes read in the last interval, [`READ_AHEAD_MAX_BYTES`] at most; one is
+//! written before the first read). So every line a crashed run can have delivered
+//! lies between the checkpoint's position and its read limit, and `replayed`
+//! counts exactly the lines re-read in that window: every duplicate in the output
+//! is one of them (duplicates <= replayed). The difference is the lines the crashed
+//! run had read or reserved but not yet written; the exact number of duplicates
+//! depends on what the sink wrote, which the source cannot know. A restarted run
+//! keeps the crashed run's limit in its own checkpoints (so a second crash still
+//! counts the first one's duplicates) until it reaches the end of the file.
 //!
 //! Lines longer than `record_bytes_max` are dead-lettered with their position
 //! (a line longer than the read buffer too: its first bytes are kept in the
@@ -27,9 +42,20 @@ use crate::retry::ErrorCategory;
 /// Bytes of an over-long line kept in its dead-letter record.
 pub const LONG_LINE_PREFIX_BYTES: usize = 256;
 
-/// Default time between checkpoint writes: the replay window after a crash is at
-/// most this much input (plus what is in flight), at one small fsync per interval.
+/// Default time between checkpoint writes. After a crash the duplicates are at most
+/// what the sink wrote since the last checkpoint (about one interval of input plus
+/// what was in flight); the counted replay window also spans the read-ahead (about
+/// two intervals more). One small fsync per interval once the read-ahead fits the
+/// input rate, a few more while it grows.
 pub const CHECKPOINT_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+
+/// Least read-ahead a checkpoint reserves past what the next read can reach (one
+/// read's worth): small, so that `replayed` stays close to the duplicates; a faster
+/// input soon reserves more (see [`FileSource`]).
+pub const READ_AHEAD_MIN_BYTES: u64 = SOURCE_READ_BYTES as u64;
+/// Most read-ahead a checkpoint reserves: bounds how far `replayed` can exceed the
+/// duplicates after a crash (a faster input writes checkpoints more often).
+pub const READ_AHEAD_MAX_BYTES: u64 = 1 << 30;
 
 /// Reads lines from any reader into an [`Ingest`].
 struct LineReader {
@@ -41,7 +67,8 @@ struct LineReader {
     filled: usize,
     /// Set while skipping the rest of a line longer than the buffer.
     long_line: Option<LongLine>,
-    /// Positions at or below this were read before a crash (replayed on resume).
+    /// Lines at or below this position are inside an earlier run's read limit
+    /// (counted as replayed).
     replay_until: u64,
 }
 
@@ -72,12 +99,19 @@ impl LineReader {
         }
     }
 
-    /// Reads until end of input or a stop request; `tick` runs after every read.
+    /// The furthest position a line from the next read can have: lines end within
+    /// the buffer, which starts at `offset`.
+    fn reach(&self) -> u64 {
+        self.offset + self.buffer.len() as u64
+    }
+
+    /// Reads until end of input or a stop request; `tick` runs before every read,
+    /// with [`LineReader::reach`] (what was read before is published by then).
     fn pump(
         &mut self,
         reader: &mut dyn Read,
         ingest: &mut Ingest,
-        tick: &mut dyn FnMut(&mut Ingest) -> Result<(), SourceError>,
+        tick: &mut dyn FnMut(&mut Ingest, u64) -> Result<(), SourceError>,
         wait_readable: Option<&dyn Fn() -> bool>,
     ) -> Result<Pumped, SourceError> {
         loop {
@@ -90,9 +124,10 @@ impl LineReader {
             {
                 // Nothing to read yet: publish what is staged and check for a stop.
                 ingest.flush();
-                tick(ingest)?;
+                tick(ingest, self.reach())?;
                 continue;
             }
+            tick(ingest, self.reach())?;
             let n = match reader.read(&mut self.buffer[self.filled..]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -106,12 +141,10 @@ impl LineReader {
             if n == 0 {
                 self.finish_input(ingest)?;
                 ingest.flush();
-                tick(ingest)?;
                 return Ok(Pumped::EndOfInput);
             }
             self.split_lines(self.filled + n, ingest)?;
             ingest.flush();
-            tick(ingest)?;
         }
     }
 
@@ -229,8 +262,18 @@ pub struct FileSource {
     checkpoint_path: Option<PathBuf>,
     checkpoint_interval: Duration,
     record_bytes_max: usize,
-    /// The last checkpoint written (or loaded).
+    /// The last checkpoint written (or loaded); its `read` is the read limit on disk.
     checkpoint: Option<Checkpoint>,
+    /// The read limit of the loaded checkpoint: kept in every checkpoint this run
+    /// writes, so that a second crash still counts what the first one may have
+    /// delivered.
+    inherited_limit: u64,
+    /// Bytes reserved past the reach of a read when the read limit is extended:
+    /// twice what the last interval read, so that normally one checkpoint write per
+    /// interval suffices; doubled whenever reading reaches the limit sooner.
+    read_ahead: u64,
+    /// Reach at the last checkpoint written because the interval was due.
+    reach_at_interval: u64,
 }
 
 impl FileSource {
@@ -256,6 +299,9 @@ impl FileSource {
             checkpoint_interval,
             record_bytes_max,
             checkpoint,
+            inherited_limit: checkpoint.map_or(0, |c| c.read),
+            read_ahead: READ_AHEAD_MIN_BYTES,
+            reach_at_interval: 0,
         })
     }
 
@@ -264,11 +310,43 @@ impl FileSource {
         self.checkpoint.map_or(0, |c| c.position)
     }
 
-    fn store_checkpoint(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
+    /// The read limit on disk: no line past it may be handed to a worker.
+    fn read_limit(&self) -> u64 {
+        self.checkpoint.map_or(0, |c| c.read)
+    }
+
+    /// Runs before every read whose lines can reach `reach`: writes a checkpoint
+    /// when the interval is `due`, and always when `reach` is past the read limit
+    /// on disk (write-ahead: the new limit is durable before the read).
+    fn before_read(
+        &mut self,
+        ingest: &mut Ingest,
+        reach: u64,
+        due: bool,
+    ) -> Result<(), SourceError> {
+        if due {
+            // Twice what the last interval read: the next one normally fits.
+            let read = reach.saturating_sub(self.reach_at_interval);
+            self.read_ahead =
+                read.saturating_mul(2).clamp(READ_AHEAD_MIN_BYTES, READ_AHEAD_MAX_BYTES);
+            self.reach_at_interval = reach;
+        } else if reach > self.read_limit() {
+            // Reading reached the limit within the interval: reserve more.
+            self.read_ahead = self.read_ahead.saturating_mul(2).min(READ_AHEAD_MAX_BYTES);
+        } else {
+            return Ok(());
+        }
+        self.store_checkpoint(ingest, reach.saturating_add(self.read_ahead))
+    }
+
+    /// Writes the settled position with read limit `limit` (raised to what was
+    /// read, and to the inherited limit).
+    fn store_checkpoint(&mut self, ingest: &mut Ingest, limit: u64) -> Result<(), SourceError> {
         let (Some(path), Some((position, read))) = (&self.checkpoint_path, ingest.settled()) else {
             return Ok(());
         };
-        let next = Checkpoint { position, read: read.max(position) };
+        let read = read.max(position).max(limit).max(self.inherited_limit);
+        let next = Checkpoint { position, read };
         if self.checkpoint != Some(next) {
             checkpoint::store(path, next).map_err(|e| {
                 SourceError::new(format!("cannot write checkpoint {}: {e}", path.display()))
@@ -320,21 +398,31 @@ impl Source for FileSource {
                 );
             }
         }
-        let mut last_checkpoint = Instant::now();
+        if self.checkpoint_path.is_none() {
+            reader.pump(&mut file, ingest, &mut |_, _| Ok(()), None)?;
+            return Ok(());
+        }
+        self.reach_at_interval = start;
+        // `None`: the first read is preceded by a checkpoint (its read limit).
+        let mut last_checkpoint: Option<Instant> = None;
         let interval = self.checkpoint_interval;
-        let mut tick = |ingest: &mut Ingest| -> Result<(), SourceError> {
-            if last_checkpoint.elapsed() >= interval {
-                last_checkpoint = Instant::now();
-                self.store_checkpoint(ingest)?;
+        let mut tick = |ingest: &mut Ingest, reach: u64| -> Result<(), SourceError> {
+            let due = last_checkpoint.is_none_or(|at| at.elapsed() >= interval);
+            if due {
+                last_checkpoint = Some(Instant::now());
             }
-            Ok(())
+            self.before_read(ingest, reach, due)
         };
-        reader.pump(&mut file, ingest, &mut tick, None)?;
+        if reader.pump(&mut file, ingest, &mut tick, None)? == Pumped::EndOfInput {
+            // Every line an earlier run can have read has been read again.
+            self.inherited_limit = 0;
+        }
         Ok(())
     }
 
     fn finish(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
-        self.store_checkpoint(ingest)
+        // Nothing more is read: the limit is what was read (or inherited).
+        self.store_checkpoint(ingest, 0)
     }
 }
 
@@ -375,7 +463,7 @@ impl Source for StdinSource {
         reader.pump(
             &mut stdin,
             ingest,
-            &mut |_| Ok(()),
+            &mut |_, _| Ok(()),
             Some(&|| wait_readable(0, STDIN_POLL_MS)),
         )?;
         Ok(())
@@ -402,7 +490,7 @@ impl<R: Read + Send> Source for ReaderSource<R> {
 
     fn run(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
         let mut reader = LineReader::new(self.record_bytes_max, 0);
-        reader.pump(&mut self.reader, ingest, &mut |_| Ok(()), None)?;
+        reader.pump(&mut self.reader, ingest, &mut |_, _| Ok(()), None)?;
         Ok(())
     }
 }
