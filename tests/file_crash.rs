@@ -360,3 +360,47 @@ fn replayed_counts_exactly_the_lines_inside_the_previous_read_limit() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A crash in the middle of a write leaves a torn last line in an appended output
+/// file; the restart cuts it off (its batch was never acknowledged, so it is
+/// written again in full) instead of gluing its first line onto it.
+#[test]
+fn a_torn_last_line_from_a_crash_is_cut_and_written_again_on_restart() {
+    let dir = temp_dir("torn");
+    let lines = 1_000u64;
+    let positions = write_input(&dir.join("in.ndjson"), lines);
+    // The state a kill -9 leaves: lines 0..600 acknowledged (checkpoint), lines
+    // ..640 written, and half of line 640 written when the process died.
+    let acknowledged = positions[599];
+    std::fs::write(
+        dir.join("in.ckpt"),
+        format!("corestream-checkpoint v1 position={acknowledged} read={}\n", positions[700]),
+    )
+    .unwrap();
+    let mut written: String = (0..640).map(|i| format!("{{\"id\":{i}}}\n")).collect();
+    written.push_str("{\"id\":6");
+    std::fs::write(dir.join("out.ndjson"), &written).unwrap();
+    let config = dir.join("pipeline.toml");
+    std::fs::write(
+        &config,
+        "[engine]\nworkers = 2\n[source]\ntype = \"file\"\npath = \"in.ndjson\"\ncheckpoint = \"in.ckpt\"\n\
+         [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n",
+    )
+    .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .args(["run", config.to_str().unwrap(), "--progress-secs", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("cut a torn last line (7 bytes)"), "{stderr}");
+    let output = std::fs::read_to_string(dir.join("out.ndjson")).unwrap();
+    // Every line is a whole input line (id_of panics on a glued one) ...
+    let mut ids: Vec<usize> = output.lines().map(id_of).collect();
+    ids.sort_unstable();
+    // ... every input line is there, and exactly lines 600..640 twice.
+    let mut expected: Vec<usize> = (0..lines as usize).chain(600..640).collect();
+    expected.sort_unstable();
+    assert_eq!(ids, expected);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -136,11 +136,23 @@ pub fn sink_with_dead_letter(
                 .settings(*writer)
                 .map_err(|e| BuildError::Io(e.to_string()))?,
         ),
-        SinkSpec::File { path, append, fsync, buffer_bytes, writer } => Arc::new(
+        SinkSpec::File { path, append, fsync, buffer_bytes, writer } => Arc::new({
+            if *append && writer.compression == crate::sink::writer::Compression::None {
+                let cut = crate::sink::writer::cut_torn_tail(path).map_err(|e| {
+                    BuildError::Io(format!("cannot check the end of {}: {e}", path.display()))
+                })?;
+                if cut > 0 {
+                    eprintln!(
+                        "corestream: cut a torn last line ({cut} bytes) off {}: a previous run \
+                         stopped in the middle of a write; its messages are written again",
+                        path.display()
+                    );
+                }
+            }
             WriterSinkFactory::file(path, *append, *fsync, *buffer_bytes)
                 .and_then(|f| f.settings(*writer))
-                .map_err(|e| BuildError::Io(e.to_string()))?,
-        ),
+                .map_err(|e| BuildError::Io(e.to_string()))?
+        }),
         #[cfg(feature = "kafka")]
         SinkSpec::Kafka(spec) => {
             use crate::sink::kafka::{KafkaSinkFactory, KafkaSinkOptions};

@@ -23,7 +23,8 @@
 //! [sink]
 //! type = "file"                 # null | stdout | file
 //! path = "out.ndjson"
-//! append = false                # truncate at start (default), unless the source checkpoints
+//! append = false                # truncate at start (default), unless the source checkpoints;
+//!                               # appending cuts a torn last line a crash left
 //! flush_records = 4096          # write when this many outputs are buffered,
 //! flush_bytes = "256KiB"        # or this many bytes (alias of buffer_bytes),
 //! linger = "5ms"                # or the oldest is this old (default: when idle)

@@ -282,6 +282,47 @@ impl Target {
     }
 }
 
+/// Cuts a torn last line off an uncompressed output file about to be appended to:
+/// a crash (kill -9) in the middle of a write can leave part of a line at the end,
+/// and the next run would glue its first line onto it. The torn line's batch was
+/// never acknowledged, so the resumed run writes it again in full. Returns the bytes
+/// cut (0 when the file is absent, empty, not a regular file or ends with `\n`).
+pub fn cut_torn_tail(path: &Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let metadata = file.metadata()?;
+    let len = metadata.len();
+    if !metadata.is_file() || len == 0 {
+        return Ok(0);
+    }
+    // Scan back in blocks for the last newline.
+    let mut block = [0u8; 4096];
+    let mut end = len;
+    loop {
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if end == len && chunk.last() == Some(&b'\n') {
+            return Ok(0);
+        }
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            let keep = start + i as u64 + 1;
+            file.set_len(keep)?;
+            return Ok(len - keep);
+        }
+        if start == 0 {
+            file.set_len(0)?;
+            return Ok(len);
+        }
+        end = start;
+    }
+}
+
 /// Factory for file and stdout sinks: opens the destination once, shared by all
 /// workers' sinks.
 pub struct WriterSinkFactory {
@@ -1125,6 +1166,27 @@ mod tests {
         assert_eq!(queue.poll(), 1);
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, "first\nsecond\na line longer than sixteen bytes\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_before_appending() {
+        let dir = std::env::temp_dir().join(format!("cs-torn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.ndjson");
+        let long_line = "y".repeat(10_000); // the last newline is more than a block back
+        for (content, cut, left) in [
+            ("a\nb\n".to_string(), 0, "a\nb\n".to_string()),
+            ("a\nb\n{\"torn".to_string(), 7, "a\nb\n".to_string()),
+            ("no newline at all".to_string(), 17, String::new()),
+            (format!("a\n{long_line}"), 10_000, "a\n".to_string()),
+            (String::new(), 0, String::new()),
+        ] {
+            std::fs::write(&path, &content).unwrap();
+            assert_eq!(cut_torn_tail(&path).unwrap(), cut, "{content:.20}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), left);
+        }
+        assert_eq!(cut_torn_tail(&dir.join("absent")).unwrap(), 0);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
