@@ -1177,7 +1177,7 @@ mod tests {
         let long_line = "y".repeat(10_000); // the last newline is more than a block back
         for (content, cut, left) in [
             ("a\nb\n".to_string(), 0, "a\nb\n".to_string()),
-            ("a\nb\n{\"torn".to_string(), 7, "a\nb\n".to_string()),
+            ("a\nb\n{\"torn".to_string(), 6, "a\nb\n".to_string()),
             ("no newline at all".to_string(), 17, String::new()),
             (format!("a\n{long_line}"), 10_000, "a\n".to_string()),
             (String::new(), 0, String::new()),
