@@ -14,7 +14,7 @@
 //! [source]
 //! type = "file"                 # generator | file | stdin
 //! path = "orders.ndjson"        # relative paths are relative to this file
-//! checkpoint = "orders.ckpt"      # resume here after a restart (the file sink then appends)
+//! checkpoint = "orders.ckpt"    # resume here after a restart (the file sink then appends)
 //!
 //! [[processor]]                 # the chain, in order (see `transform`)
 //! type = "filter"

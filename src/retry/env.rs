@@ -74,8 +74,6 @@ pub const ENV_VARS: [&str; 10] = [
 /// one of [`ENV_VARS`] (see [`check_env_names`]).
 pub const ENV_PREFIXES: [&str; 2] = ["CORESTREAM_RETRY_", "CORESTREAM_TOPIC_"];
 
-const _: () = assert!(ENV_VARS.len() == 10 && ENV_PREFIXES.len() == 2);
-
 /// Default partitions of a topic corestream creates when it is missing: 3 lets three
 /// consumers of a group share it without over-provisioning a development broker.
 pub const TOPIC_PARTITIONS_DEFAULT: u32 = 3;
