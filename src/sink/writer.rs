@@ -289,16 +289,18 @@ impl Target {
 /// cut (0 when the file is absent, empty, not a regular file or ends with `\n`).
 pub fn cut_torn_tail(path: &Path) -> std::io::Result<u64> {
     use std::io::Read;
-    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
-        Ok(file) => file,
+    // Look before opening: opening a FIFO (or a device) has effects of its own (a
+    // reader of the FIFO would see this open and close as a writer come and gone).
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let metadata = file.metadata()?;
     let len = metadata.len();
     if !metadata.is_file() || len == 0 {
         return Ok(0);
     }
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
     // Scan back in blocks for the last newline.
     let mut block = [0u8; 4096];
     let mut end = len;
