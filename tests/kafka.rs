@@ -195,24 +195,6 @@ fn messages_in(brokers: &str, topics: &[String], partitions: i32) -> i64 {
     topics.iter().map(|t| end_offsets(brokers, t, partitions).iter().sum::<i64>()).sum()
 }
 
-/// Asserts that the output is exactly the expected one, duplicates apart.
-fn assert_output(check: &orders::Check) {
-    use orders::sample;
-    assert!(check.missing.is_empty(), "expected outputs lost: {}", sample(&check.missing));
-    assert!(check.unexpected.is_empty(), "unexpected outputs: {}", sample(&check.unexpected));
-    assert!(check.wrong.is_empty(), "outputs differ from the expected: {}", sample(&check.wrong));
-    assert!(
-        check.order_violations.is_empty(),
-        "order per source partition broken: {}",
-        sample(&check.order_violations)
-    );
-    assert!(
-        check.split_keys.is_empty(),
-        "a key in several partitions: {}",
-        sample(&check.split_keys)
-    );
-}
-
 #[test]
 fn kafka_to_orders_pipeline_to_kafka_routes_every_message_in_order_and_commits_what_was_settled() {
     const PARTITIONS: i32 = 4;
@@ -295,7 +277,7 @@ fn kafka_to_orders_pipeline_to_kafka_routes_every_message_in_order_and_commits_w
         r.len() >= inputs.outputs.len()
     });
     let check = orders::check(&reader.records, &inputs);
-    assert_output(&check);
+    orders::assert_expected(&check);
     assert!(check.duplicates.is_empty(), "a clean run duplicates nothing: {:?}", check.duplicates);
 
     let pauses = running.source.pauses.load(Relaxed);
@@ -368,7 +350,7 @@ fn two_engines_in_one_group_split_the_partitions_and_a_rebalance_loses_nothing()
     let mut reader = orders::Reader::new(&brokers, &routed);
     reader.read_until("the routed topics", Duration::from_secs(60), |r| r.len() >= copies);
     let check = orders::check(&reader.records, &inputs);
-    assert_output(&check);
+    orders::assert_expected(&check);
     assert_eq!(end_offsets(&brokers, "rb-unrouted", 1), vec![0], "nothing unrouted");
     assert_eq!(
         delivered_by(&a.sink) + delivered_by(&b.sink),

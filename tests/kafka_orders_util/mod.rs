@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::message::{Headers as _, Message as _};
 
 use crate::kafka_util::key_of;
 
@@ -256,41 +255,28 @@ pub fn produce(
     seqs: std::ops::Range<u64>,
     malformed_every: u64,
 ) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    for seq in seqs {
-        for src in 0..partitions {
-            let payload = order_input(src, seq, malformed_every);
-            let key = key_of(src, seq);
-            let trace = format!("t-{src}-{seq}");
-            let headers =
-                OwnedHeaders::new().insert(Header { key: "trace", value: Some(trace.as_bytes()) });
-            let mut record = BaseRecord::to(topic)
-                .partition(src)
-                .key(key.as_bytes())
-                .payload(payload.as_bytes())
-                .headers(headers);
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((e, back)) => {
-                        assert_eq!(
-                            e.rdkafka_error_code(),
-                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                            "produce failed: {e}"
-                        );
-                        record = back;
-                        producer.poll(Duration::from_millis(10));
-                    }
-                }
-            }
-        }
-        producer.poll(Duration::ZERO);
-    }
-    producer.flush(Duration::from_secs(30)).expect("test input delivered");
+    crate::kafka_util::produce_payloads(brokers, topic, partitions, seqs, |src, seq| {
+        order_input(src, seq, malformed_every)
+    });
+}
+
+/// Asserts that `check` found the expected output, duplicates apart: nothing
+/// lost, unexpected or different, order per source partition kept, each key in one
+/// partition.
+pub fn assert_expected(check: &Check) {
+    assert!(check.missing.is_empty(), "expected outputs lost: {}", sample(&check.missing));
+    assert!(check.unexpected.is_empty(), "unexpected outputs: {}", sample(&check.unexpected));
+    assert!(check.wrong.is_empty(), "outputs differ from the expected: {}", sample(&check.wrong));
+    assert!(
+        check.order_violations.is_empty(),
+        "order per source partition broken: {}",
+        sample(&check.order_violations)
+    );
+    assert!(
+        check.split_keys.is_empty(),
+        "a key in several partitions: {}",
+        sample(&check.split_keys)
+    );
 }
 
 /// One message read back.

@@ -89,6 +89,17 @@ pub fn key_of(src: i32, seq: u64) -> String {
 /// Produces orders `seqs` to each of `partitions` partitions of `topic`, with a key
 /// and a `trace` header, and waits until all are delivered.
 pub fn produce_orders(brokers: &str, topic: &str, partitions: i32, seqs: std::ops::Range<u64>) {
+    produce_payloads(brokers, topic, partitions, seqs, order);
+}
+
+/// Like [`produce_orders`], with the payload of `(src, seq)` from `payload`.
+pub fn produce_payloads(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    seqs: std::ops::Range<u64>,
+    payload: impl Fn(i32, u64) -> String,
+) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
@@ -96,7 +107,7 @@ pub fn produce_orders(brokers: &str, topic: &str, partitions: i32, seqs: std::op
         .expect("producer");
     for seq in seqs {
         for src in 0..partitions {
-            let payload = order(src, seq);
+            let payload = payload(src, seq);
             let key = key_of(src, seq);
             let trace = format!("t-{src}-{seq}");
             let headers =
