@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::ack::{AckQueue, PARTITIONS_MAX, Watermarks};
 use crate::limits::{
-    ARENA_BYTES_INITIAL, BATCH_RECORDS_DEFAULT, BATCH_RECORDS_MAX, RECORD_BYTES_MAX_DEFAULT,
-    RECORD_HEADER_BYTES, RING_BYTES_DEFAULT, RING_BYTES_MAX, RING_BYTES_MIN, WORKERS_MAX,
+    ARENA_BYTES_INITIAL, ARENA_BYTES_MAX, BATCH_RECORDS_DEFAULT, BATCH_RECORDS_MAX,
+    RECORD_BYTES_MAX, RECORD_BYTES_MAX_DEFAULT, RECORD_HEADER_BYTES, RING_BYTES_DEFAULT,
+    RING_BYTES_MAX, RING_BYTES_MIN, WORKERS_MAX,
 };
 use crate::metrics::counters::{ENGINE_COUNTERS, SHARD_SLOTS};
 use crate::metrics::latency::new_histogram;
@@ -103,6 +104,16 @@ impl EngineSettings {
                 format!("{BATCH_RECORDS_DEFAULT} is a good default"),
             );
         }
+        if self.arena_bytes > ARENA_BYTES_MAX {
+            return error(
+                "arena_bytes",
+                format!(
+                    "{} bytes is above the maximum of {ARENA_BYTES_MAX} (1GiB) per worker",
+                    self.arena_bytes
+                ),
+                format!("omit it for the default (\"{}MiB\")", ARENA_BYTES_INITIAL >> 20),
+            );
+        }
         if self.record_bytes_max == 0 {
             return error(
                 "record_bytes_max",
@@ -110,7 +121,19 @@ impl EngineSettings {
                 "try \"1MiB\"".into(),
             );
         }
-        // A record may take at most half a ring (see ring::frame).
+        if self.record_bytes_max > RECORD_BYTES_MAX {
+            return error(
+                "record_bytes_max",
+                format!(
+                    "{} bytes is above the maximum of {RECORD_BYTES_MAX} (a record may use at most \
+                     half of the largest ring, 1GiB, with its {RECORD_HEADER_BYTES}-byte header)",
+                    self.record_bytes_max
+                ),
+                "omit it for the default (\"1MiB\")".into(),
+            );
+        }
+        // A record may take at most half a ring (see ring::frame). Below the maximum
+        // above, the ring this asks for is at most RING_BYTES_MAX.
         let frame_max = crate::ring::frame::align_up(RECORD_HEADER_BYTES + self.record_bytes_max);
         if frame_max > self.ring_bytes / 2 {
             return error(
@@ -243,16 +266,33 @@ impl Engine {
             .map_err(|e| EngineError::Startup(e.to_string()))?,
         );
 
+        // Every worker's ring and arena first: a machine that cannot give the memory
+        // fails the start here, before any sink is opened (and any output file
+        // created or truncated).
         let mut producers = Vec::with_capacity(workers);
-        let mut worker_threads = Vec::with_capacity(workers);
-        for (index, latency_shared) in latency.iter().enumerate() {
-            let (producer, consumer) =
-                ring(settings.ring_bytes).map_err(|e| EngineError::Startup(e.to_string()))?;
+        let mut consumers = Vec::with_capacity(workers);
+        for index in 0..workers {
+            let (producer, consumer) = ring(settings.ring_bytes).map_err(|e| {
+                EngineError::Startup(format!("worker {index}: {e} (engine.ring_bytes)"))
+            })?;
+            let arena = bumpalo::Bump::try_with_capacity(settings.arena_bytes).map_err(|_| {
+                EngineError::Startup(format!(
+                    "worker {index}: cannot allocate an arena of {} bytes: out of memory \
+                     (engine.arena_bytes)",
+                    settings.arena_bytes
+                ))
+            })?;
             producers.push(producer);
+            consumers.push((consumer, arena));
+        }
+        let mut worker_threads = Vec::with_capacity(workers);
+        for ((index, latency_shared), (consumer, arena)) in
+            latency.iter().enumerate().zip(consumers)
+        {
             let acks = AckQueue::new(watermarks.clone());
             let sink = sink_factory
                 .open(index, acks.acker())
-                .map_err(|e| EngineError::Startup(e.to_string()))?;
+                .map_err(|e| EngineError::Startup(e.message))?;
             let worker = Worker {
                 index,
                 workers: settings.workers,
@@ -266,7 +306,7 @@ impl Engine {
                 batch_records: settings.batch_records,
                 watermark_per_worker,
                 placement: settings.placement,
-                arena_bytes: settings.arena_bytes,
+                arena,
                 batch_sizing: self.batch_sizing,
             };
             let running = running.clone();

@@ -26,6 +26,9 @@ pub const HEADERS_BYTES_MAX: usize = u16::MAX as usize - 1;
 /// Default largest payload accepted into a ring. A longer line or message is refused
 /// with an error the caller routes (counted, dead-lettered), never truncated.
 pub const RECORD_BYTES_MAX_DEFAULT: usize = 1 << 20;
+/// Largest `record_bytes_max` the config accepts: a record may use half of the
+/// largest ring ([`RING_BYTES_MAX`]) with its header.
+pub const RECORD_BYTES_MAX: usize = RING_BYTES_MAX / 2 - RECORD_HEADER_BYTES;
 
 /// Default ring size per worker: 8 MiB. At ~200-byte orders this buffers ~35k
 /// messages, about 10 ms of traffic at full speed; memory cost = workers × this.
@@ -44,6 +47,9 @@ pub const BATCH_RECORDS_MAX: usize = 65_536;
 /// Initial capacity of a worker's bump arena: enough for a default batch of orders
 /// plus their rewritten outputs, so steady state never asks the allocator for more.
 pub const ARENA_BYTES_INITIAL: usize = 4 << 20;
+/// Largest initial arena the config accepts (1 GiB per worker, like a ring): the
+/// arena is allocated at start, and more than a batch's worth is never used.
+pub const ARENA_BYTES_MAX: usize = 1 << 30;
 
 /// Most workers the engine starts. Per-worker state is sized by this at start.
 pub const WORKERS_MAX: usize = 256;
@@ -74,4 +80,5 @@ const _: () = assert!(RING_BYTES_DEFAULT.is_power_of_two());
 // record minus one alignment unit) never makes a legal record unplaceable.
 const _: () = assert!(RECORD_BYTES_MAX_DEFAULT + RECORD_HEADER_BYTES <= RING_BYTES_DEFAULT / 2);
 const _: () = assert!(BATCH_RECORDS_DEFAULT <= BATCH_RECORDS_MAX);
+const _: () = assert!(ARENA_BYTES_INITIAL <= ARENA_BYTES_MAX);
 const _: () = assert!(SOURCE_READ_BYTES >= 2 * RECORD_ALIGN_BYTES);

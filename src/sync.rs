@@ -81,16 +81,14 @@ mod imp {
     unsafe impl Sync for ByteCells {}
 
     impl ByteCells {
-        /// Allocates `len` zeroed bytes aligned to `align` (a power of two).
-        pub fn new(len: usize, align: usize) -> Self {
-            assert!(len > 0, "ByteCells::new: zero length");
+        /// Allocates `len` zeroed bytes aligned to `align` (a power of two); `None`
+        /// when the allocator cannot give them.
+        pub fn try_new(len: usize, align: usize) -> Option<Self> {
+            assert!(len > 0, "ByteCells::try_new: zero length");
             let layout = std::alloc::Layout::from_size_align(len, align).expect("ByteCells layout");
             // SAFETY: `layout` has a non-zero size (asserted above).
             let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-            if ptr.is_null() {
-                std::alloc::handle_alloc_error(layout);
-            }
-            ByteCells { ptr, len, layout }
+            (!ptr.is_null()).then_some(ByteCells { ptr, len, layout })
         }
 
         pub fn len(&self) -> usize {
@@ -227,11 +225,11 @@ mod imp {
     unsafe impl Sync for ByteCells {}
 
     impl ByteCells {
-        pub fn new(len: usize, _align: usize) -> Self {
-            ByteCells {
+        pub fn try_new(len: usize, _align: usize) -> Option<Self> {
+            Some(ByteCells {
                 cells: (0..len).map(|_| loom::cell::UnsafeCell::new(0)).collect(),
                 mirror: (0..len).map(|_| std::cell::UnsafeCell::new(0)).collect(),
-            }
+            })
         }
 
         pub fn len(&self) -> usize {

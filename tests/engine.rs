@@ -173,6 +173,8 @@ fn file_to_file_delivers_filters_and_dead_letters_every_line() {
     let s = &report.snapshot;
     assert_eq!(s.get(Counter::Ingested), 50_001);
     assert_eq!(s.get(Counter::SourceRejected), 1);
+    // Every input counted in once: the 50,001 put into rings and the refused line.
+    assert_eq!(s.get(Counter::MessagesIn), 50_002);
     assert_eq!(s.get(Counter::Filtered), 5_000);
     assert_eq!(s.get(Counter::ProcessorFailed), 5_000);
     assert_eq!(s.get(Counter::DeadLettered), 5_001);

@@ -93,11 +93,16 @@ pub fn main() -> i32 {
     }
 }
 
+/// Reads and checks the pipeline file, printing its warnings.
 fn load(path: &std::path::Path) -> Result<PipelineConfig, i32> {
-    PipelineConfig::load(path).map_err(|e| {
+    let config = PipelineConfig::load(path).map_err(|e| {
         eprintln!("{e}");
         EXIT_CONFIG
-    })
+    })?;
+    for warning in &config.warnings {
+        eprintln!("corestream: warning: {warning}");
+    }
+    Ok(config)
 }
 
 fn build_error(e: BuildError) -> i32 {

@@ -1,5 +1,5 @@
-//! From a checked [`PipelineConfig`] to a ready [`Engine`]: opens the input, the
-//! output and the dead-letter file, compiles the processor chain.
+//! From a checked [`PipelineConfig`] to a ready [`Engine`]: compiles the processor
+//! chain, opens the input, checks the output and the dead-letter file.
 
 use std::sync::Arc;
 
@@ -33,6 +33,12 @@ impl std::fmt::Display for BuildError {
 }
 
 impl std::error::Error for BuildError {}
+
+/// A sink that cannot be built: its message alone (the category, which drives
+/// retries, means nothing to a person reading why the run did not start).
+fn sink_error(e: crate::sink::SinkError) -> BuildError {
+    BuildError::Io(e.message)
+}
 
 /// The processor chain of `config`, one instance per worker.
 pub fn processors(config: &PipelineConfig) -> Result<ProcessorFactory, BuildError> {
@@ -94,7 +100,7 @@ pub fn dead_letter(config: &PipelineConfig) -> Result<Option<Arc<dyn DeadLetter>
     Ok(match &config.dead_letter {
         None => None,
         Some(DeadLetterSpec::File { path }) => {
-            Some(Arc::new(FileDeadLetter::open(path).map_err(|e| BuildError::Io(e.to_string()))?))
+            Some(Arc::new(FileDeadLetter::open(path).map_err(sink_error)?))
         }
         #[cfg(feature = "kafka")]
         Some(DeadLetterSpec::Kafka(spec)) => {
@@ -104,7 +110,7 @@ pub fn dead_letter(config: &PipelineConfig) -> Result<Option<Arc<dyn DeadLetter>
                 .map_err(BuildError::Io)?;
             Some(Arc::new(
                 crate::sink::kafka::KafkaDeadLetter::new(&spec.client, &spec.topic)
-                    .map_err(|e| BuildError::Io(e.to_string()))?,
+                    .map_err(sink_error)?,
             ))
         }
         #[cfg(not(feature = "kafka"))]
@@ -112,7 +118,8 @@ pub fn dead_letter(config: &PipelineConfig) -> Result<Option<Arc<dyn DeadLetter>
     })
 }
 
-/// The sink of `config` (an output file is created or opened here).
+/// The sink of `config` (an output file is checked here, and opened when the
+/// engine starts).
 pub fn sink(config: &PipelineConfig) -> Result<Arc<dyn SinkFactory>, BuildError> {
     let dead_letter = match &config.sink {
         SinkSpec::Kafka(_) => dead_letter(config)?,
@@ -132,27 +139,13 @@ pub fn sink_with_dead_letter(
     Ok(match &config.sink {
         SinkSpec::Null => Arc::new(NullSinkFactory),
         SinkSpec::Stdout { buffer_bytes, writer } => Arc::new(
-            WriterSinkFactory::stdout(*buffer_bytes)
-                .settings(*writer)
-                .map_err(|e| BuildError::Io(e.to_string()))?,
+            WriterSinkFactory::stdout(*buffer_bytes).settings(*writer).map_err(sink_error)?,
         ),
-        SinkSpec::File { path, append, fsync, buffer_bytes, writer } => Arc::new({
-            if *append && writer.compression == crate::sink::writer::Compression::None {
-                let cut = crate::sink::writer::cut_torn_tail(path).map_err(|e| {
-                    BuildError::Io(format!("cannot check the end of {}: {e}", path.display()))
-                })?;
-                if cut > 0 {
-                    eprintln!(
-                        "corestream: cut a torn last line ({cut} bytes) off {}: a previous run \
-                         stopped in the middle of a write; its messages are written again",
-                        path.display()
-                    );
-                }
-            }
+        SinkSpec::File { path, append, fsync, buffer_bytes, writer } => Arc::new(
             WriterSinkFactory::file(path, *append, *fsync, *buffer_bytes)
                 .and_then(|f| f.settings(*writer))
-                .map_err(|e| BuildError::Io(e.to_string()))?
-        }),
+                .map_err(sink_error)?,
+        ),
         #[cfg(feature = "kafka")]
         SinkSpec::Kafka(spec) => {
             use crate::sink::kafka::{KafkaSinkFactory, KafkaSinkOptions};
@@ -167,10 +160,7 @@ pub fn sink_with_dead_letter(
                     Arc::new(crate::sink::dead_letter::LogDeadLetter::default())
                 }),
             };
-            Arc::new(
-                KafkaSinkFactory::new(spec.clone(), options)
-                    .map_err(|e| BuildError::Io(e.to_string()))?,
-            )
+            Arc::new(KafkaSinkFactory::new(spec.clone(), options).map_err(sink_error)?)
         }
         #[cfg(not(feature = "kafka"))]
         SinkSpec::Kafka(_) => return Err(kafka_unavailable()),
@@ -178,11 +168,17 @@ pub fn sink_with_dead_letter(
 }
 
 /// The whole engine described by `config`.
+///
+/// In the order that keeps a failed start harmless: the processor chain (pure), then
+/// the source (the input is opened and checked: a missing input fails here), then
+/// the dead-letter destination and the sink, which are only checked; output files
+/// are created or truncated when the engine starts its workers, after rings and
+/// arenas are allocated (see `sink::output_file`).
 pub fn engine(config: &PipelineConfig) -> Result<Engine, BuildError> {
     let processors = processors(config)?;
+    let source = source(config)?;
     let dead_letter = dead_letter(config)?;
     let sink = sink_with_dead_letter(config, dead_letter.clone())?;
-    let source = source(config)?;
     let mut engine = Engine::new(config.engine, source, processors, sink)
         .resilience(Resilience::from_retry(&config.retry, config.breaker));
     if let Some(sizing) = config.batch_sizing {

@@ -2,9 +2,10 @@
 //! test, so `cargo test` replays every saved input).
 //!
 //! For any bytes: checking never panics, and
-//! - a refused file gets an error that names the file, a line that exists and a
-//!   column on that line, shows that line with a caret when the error has a span,
-//!   and says what is wrong (a non-empty message);
+//! - a refused file gets an error that names the file and says what is wrong (a
+//!   non-empty message); an error with a place in the file names a line that exists
+//!   and a column on that line and shows that line with a caret (under the mistake,
+//!   or where a missing part would go); an error without one says so;
 //! - an accepted file has engine settings that pass [`EngineSettings::validate`]
 //!   (what is accepted can run), checks the same way twice, and its processor chain
 //!   either compiles (and can be described, as `corestream validate` does) or is
@@ -53,7 +54,15 @@ fn check_error(error: &ConfigError, text: &str) {
     assert!(!diagnostic.message.trim().is_empty(), "an error says what is wrong");
     let shown = error.to_string();
     assert!(shown.starts_with("error: "), "{shown}");
-    let (line, column) = error.line_column();
+    let Some((line, column)) = error.line_column() else {
+        // No place in the file: the error says where the problem is instead.
+        assert!(diagnostic.span.is_none(), "{shown}");
+        assert!(
+            shown.contains("(the file as a whole") || shown.contains("--> environment variable"),
+            "{shown}"
+        );
+        return;
+    };
     assert!(shown.contains(&format!("{PATH}:{line}:{column}")), "{shown}");
     let lines: Vec<&str> = text.split('\n').collect();
     assert!(line >= 1 && line <= lines.len(), "line {line} of {}", lines.len());
@@ -62,6 +71,12 @@ fn check_error(error: &ConfigError, text: &str) {
         column >= 1 && column <= line_text.chars().count() + 1,
         "column {column}: {line_text:?}"
     );
+    if diagnostic.span.is_none() {
+        assert!(
+            shown.contains("^ would go here"),
+            "a missing part is shown where it goes: {shown}"
+        );
+    }
     if let Some(span) = &diagnostic.span {
         assert!(span.start <= text.len(), "span {span:?} past the end ({} bytes)", text.len());
         assert!(

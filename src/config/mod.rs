@@ -50,6 +50,8 @@ pub mod build;
 pub mod diagnostic;
 mod fuzz;
 pub mod kafka;
+pub mod memory;
+mod paths;
 
 #[doc(hidden)]
 pub use fuzz::fuzz_check_config;
@@ -306,26 +308,41 @@ pub struct PipelineConfig {
     pub batch_sizing: Option<BatchSizing>,
     pub dead_letter: Option<DeadLetterSpec>,
     pub retry: EffectiveRetry,
+    /// Problems that do not stop the run (memory above what is available now);
+    /// `validate` and `run` print them.
+    pub warnings: Vec<String>,
 }
 
 impl PipelineConfig {
     /// Reads and checks `path`, reading retry overrides from the process environment
     /// (and refusing unknown `CORESTREAM_RETRY_*` / `CORESTREAM_TOPIC_*` variables).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             ConfigError::new(
                 path,
                 "",
                 Diagnostic::new(None, format!("cannot read config file: {e}")),
             )
         })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Point at the first bad byte: the text before it is valid and unchanged.
+            let at = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            ConfigError::new(
+                path,
+                &text,
+                Diagnostic::new(Some(at..at + 1), "invalid UTF-8: a pipeline file is UTF-8 text")
+                    .hint("re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)"),
+            )
+        })?;
         // A mistyped CORESTREAM_RETRY_* / CORESTREAM_TOPIC_* variable would be ignored.
         crate::retry::env::check_env_names(crate::retry::env::process_env_names()).map_err(
             |e| {
+                let var = e.unknown.first().map_or("", |(name, _)| name.as_str());
                 ConfigError::new(
                     path,
                     &text,
-                    Diagnostic::new(None, e.to_string())
+                    Diagnostic::in_env(e.to_string(), var)
                         .hint("fix the variable's name or unset it"),
                 )
             },
@@ -340,7 +357,7 @@ impl PipelineConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let fail = |d: Diagnostic| ConfigError::new(path, text, d);
-        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(toml_diagnostic(&e)))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| fail(toml_diagnostic(&e, text)))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let engine = engine_settings(&raw.engine).map_err(fail)?;
         let batch_sizing = batch_sizing(&raw.engine, engine.batch_records).map_err(fail)?;
@@ -348,7 +365,7 @@ impl PipelineConfig {
             .source
             .as_ref()
             .ok_or_else(|| {
-                Diagnostic::new(None, "missing [source] section")
+                Diagnostic::missing("missing [source] section", section_slot(text, "source"))
                     .hint("add e.g. [source] type = \"generator\" (or \"file\" with a path, or \"stdin\")")
             })
             .and_then(|s| source_spec(s, &base, engine.batch_records))
@@ -357,7 +374,7 @@ impl PipelineConfig {
             .sink
             .as_ref()
             .ok_or_else(|| {
-                Diagnostic::new(None, "missing [sink] section").hint(
+                Diagnostic::missing("missing [sink] section", section_slot(text, "sink")).hint(
                     "add e.g. [sink] type = \"stdout\" (or \"null\", or \"file\" with a path)",
                 )
             })
@@ -373,9 +390,10 @@ impl PipelineConfig {
             .map(|d| dead_letter_spec(d, &base))
             .transpose()
             .map_err(fail)?;
+        distinct_files(&raw, &source, &sink, dead_letter.as_ref()).map_err(fail)?;
         let retry = EffectiveRetry::resolve(env, raw.retry.as_ref())
-            .map_err(|e| fail(retry_diagnostic(&e)))?;
-        Ok(PipelineConfig {
+            .map_err(|e| fail(retry_diagnostic(&e, raw.retry.as_ref())))?;
+        let mut config = PipelineConfig {
             path: path.to_path_buf(),
             text: text.to_string(),
             engine,
@@ -386,7 +404,16 @@ impl PipelineConfig {
             batch_sizing,
             dead_letter,
             retry,
-        })
+            warnings: Vec::new(),
+        };
+        if let Some(machine) = memory::MachineMemory::read() {
+            let start = memory::StartMemory::of(&config);
+            match memory::check(&start, machine) {
+                Ok(warning) => config.warnings.extend(warning),
+                Err(message) => return Err(fail(memory_diagnostic(&raw.engine, &start, message))),
+            }
+        }
+        Ok(config)
     }
 
     /// Turns a diagnostic about this file into a printable error.
@@ -414,8 +441,21 @@ fn type_hint(message: &str) -> Option<&'static str> {
     })
 }
 
+/// A bare word where TOML expects a value (`type = file`): toml reports it as a bad
+/// boolean, number or string; the word itself, when there is one at `span`.
+fn bare_word<'t>(text: &'t str, span: Option<&Range<usize>>) -> Option<&'t str> {
+    let rest = text.get(span?.start..)?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .unwrap_or(rest.len());
+    let word = &rest[..end];
+    let is_word = word.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !matches!(word, "true" | "false" | "inf" | "nan");
+    is_word.then_some(word)
+}
+
 /// A toml/serde error as a diagnostic, with a "did you mean" for unknown fields.
-fn toml_diagnostic(error: &toml::de::Error) -> Diagnostic {
+fn toml_diagnostic(error: &toml::de::Error, text: &str) -> Diagnostic {
     let message = error.message().trim_end().to_string();
     let mut diagnostic =
         Diagnostic::new(error.span(), message.lines().next().unwrap_or("").to_string());
@@ -432,6 +472,12 @@ fn toml_diagnostic(error: &toml::de::Error) -> Diagnostic {
             Some(best) => format!("did you mean `{best}`?"),
             None => format!("expected one of: {}", candidates.join(", ")),
         });
+    } else if let Some(word) = bare_word(text, error.span().as_ref())
+        && !message.starts_with("invalid type")
+        && !message.starts_with("unknown")
+    {
+        diagnostic.hint =
+            Some(format!("text needs quotes: \"{word}\" (true and false are the only bare words)"));
     } else if let Some(hint) = type_hint(&message) {
         diagnostic.hint = Some(hint.to_string());
     } else if message.starts_with("missing field `type`") {
@@ -441,8 +487,13 @@ fn toml_diagnostic(error: &toml::de::Error) -> Diagnostic {
     diagnostic
 }
 
-fn retry_diagnostic(error: &crate::retry::env::RetrySettingsError) -> Diagnostic {
-    use crate::retry::env::RetrySettingsError;
+fn retry_diagnostic(
+    error: &crate::retry::env::RetrySettingsError,
+    file: Option<&RetryConfig>,
+) -> Diagnostic {
+    use crate::retry::env::{RetrySettingsError, Source};
+    const ENV_HINT: &str =
+        "fix or unset the environment variable; the config file's [retry] overrides it";
     match error {
         RetrySettingsError::Config(e) => {
             let at = e.file_offset();
@@ -451,9 +502,45 @@ fn retry_diagnostic(error: &crate::retry::env::RetrySettingsError) -> Diagnostic
                 e.to_string(),
             )
         }
-        other => Diagnostic::new(None, other.to_string())
-            .hint("fix or unset the environment variable; the config file's [retry] overrides it"),
+        RetrySettingsError::Env(e) => Diagnostic::in_env(e.to_string(), e.var).hint(ENV_HINT),
+        RetrySettingsError::Policy(e) => {
+            // Point at the value in the file when it came from there; name the
+            // variable when it came from the environment.
+            let sources = e.sources();
+            let from_file = sources.iter().find_map(|s| match s {
+                Source::Config(key) => file.and_then(|f| f.span_of(key)),
+                _ => None,
+            });
+            let from_env = sources.iter().find_map(|s| match s {
+                Source::Env(var) => Some(*var),
+                _ => None,
+            });
+            match (from_file, from_env) {
+                (Some(span), _) => Diagnostic::new(Some(span), e.to_string()).hint(e.hint()),
+                (None, Some(var)) => Diagnostic::in_env(e.to_string(), var).hint(ENV_HINT),
+                (None, None) => Diagnostic::new(None, e.to_string()).hint(e.hint()),
+            }
+        }
     }
+}
+
+/// Where a missing `[section]` would go: before the first section that follows it
+/// in the documented order (`[engine]`, `[source]`, `[[processor]]`, `[sink]`,
+/// `[dead_letter]`, `[retry]`), else at the end of the file.
+fn section_slot(text: &str, section: &str) -> usize {
+    const ORDER: [&str; 6] = ["engine", "source", "processor", "sink", "dead_letter", "retry"];
+    let rank = |name: &str| ORDER.iter().position(|s| *s == name);
+    let Some(mine) = rank(section) else { return text.len() };
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let header = line.trim().trim_start_matches('[').trim_end_matches(']');
+        let name = header.split('.').next().unwrap_or("").trim();
+        if line.trim_start().starts_with('[') && rank(name).is_some_and(|r| r > mine) {
+            return offset;
+        }
+        offset += line.len();
+    }
+    text.len()
 }
 
 /// A checkpointed file source resumes after a restart; a file sink that truncated
@@ -484,6 +571,54 @@ fn resume_appends(
     Ok(sink)
 }
 
+/// Start-time memory above the machine's: blamed on the larger of the rings and
+/// the arenas where the file sets it, else on `workers`, else on the file.
+fn memory_diagnostic(raw: &RawEngine, start: &memory::StartMemory, message: String) -> Diagnostic {
+    let (first, second) = if start.arenas > start.rings {
+        (raw.arena_bytes.as_ref(), raw.ring_bytes.as_ref())
+    } else {
+        (raw.ring_bytes.as_ref(), raw.arena_bytes.as_ref())
+    };
+    let span =
+        first.or(second).map(Spanned::span).or_else(|| raw.workers.as_ref().map(Spanned::span));
+    Diagnostic::new(span, format!("engine: {message}"))
+        .hint("lower ring_bytes, arena_bytes or workers (memory = workers × (ring + arena + sink buffers))")
+}
+
+/// Refuses one file named twice among the input, its checkpoint, the output and
+/// the dead-letter file (see [`paths`]).
+fn distinct_files(
+    raw: &RawConfig,
+    source: &SourceSpec,
+    sink: &SinkSpec,
+    dead_letter: Option<&DeadLetterSpec>,
+) -> Result<(), Diagnostic> {
+    let mut named = Vec::new();
+    let span = |v: Option<&Spanned<String>>| v.map_or(0..0, Spanned::span);
+    let raw_source = raw.source.as_ref().map(Spanned::get_ref);
+    if let SourceSpec::File { path, checkpoint, .. } = source {
+        let key = "source.path";
+        named.push(paths::NamedPath {
+            key,
+            path,
+            span: span(raw_source.and_then(|s| s.path.as_ref())),
+        });
+        if let Some(path) = checkpoint {
+            let span = span(raw_source.and_then(|s| s.checkpoint.as_ref()));
+            named.push(paths::NamedPath { key: "source.checkpoint", path, span });
+        }
+    }
+    if let SinkSpec::File { path, .. } = sink {
+        let span = span(raw.sink.as_ref().and_then(|s| s.get_ref().path.as_ref()));
+        named.push(paths::NamedPath { key: "sink.path", path, span });
+    }
+    if let Some(DeadLetterSpec::File { path }) = dead_letter {
+        let span = span(raw.dead_letter.as_ref().and_then(|d| d.get_ref().path.as_ref()));
+        named.push(paths::NamedPath { key: "dead_letter.path", path, span });
+    }
+    paths::check_distinct(&named)
+}
+
 fn span_of<T>(value: &Spanned<T>) -> Option<Range<usize>> {
     Some(value.span())
 }
@@ -509,14 +644,25 @@ fn engine_settings(raw: &RawEngine) -> Result<EngineSettings, Diagnostic> {
         settings.placement = Placement::Unpinned;
     }
     settings.validate().map_err(|e| {
-        let span = match e.setting {
+        let written = |setting: &str| match setting {
             "workers" => raw.workers.as_ref().and_then(span_of),
             "ring_bytes" => raw.ring_bytes.as_ref().and_then(span_of),
             "batch_records" => raw.batch_records.as_ref().and_then(span_of),
             "record_bytes_max" => raw.record_bytes_max.as_ref().and_then(span_of),
+            "arena_bytes" => raw.arena_bytes.as_ref().and_then(span_of),
             _ => None,
         };
-        Diagnostic::new(span, format!("engine.{}: {}", e.setting, e.message)).hint(e.hint)
+        // A ring too small for the record limit: blame what the user wrote. With
+        // the default ring, that is record_bytes_max.
+        if e.setting == "ring_bytes" && raw.ring_bytes.is_none() {
+            return Diagnostic::new(
+                written("record_bytes_max"),
+                format!("engine.record_bytes_max: {} (ring_bytes is the default)", e.message),
+            )
+            .hint(e.hint);
+        }
+        Diagnostic::new(written(e.setting), format!("engine.{}: {}", e.setting, e.message))
+            .hint(e.hint)
     })?;
     Ok(settings)
 }
@@ -797,7 +943,17 @@ fn breaker(raw: &Spanned<RawSink>) -> Result<BreakerConfig, Diagnostic> {
     let s = raw.get_ref();
     let mut config = BreakerConfig::default();
     if let Some(n) = &s.breaker_failures {
-        config.failures_to_open = u32::try_from(*n.get_ref()).unwrap_or(u32::MAX);
+        config.failures_to_open = u32::try_from(*n.get_ref()).map_err(|_| {
+            Diagnostic::new(
+                Some(n.span()),
+                format!(
+                    "sink.breaker_failures: circuit breaker failures_to_open {} must be from 1 to {}",
+                    n.get_ref(),
+                    crate::retry::breaker::BREAKER_FAILURES_LIMIT
+                ),
+            )
+            .hint("omit it for the default (5 failures, 30s)")
+        })?;
     }
     if let Some(d) = &s.breaker_cool_down {
         config.cool_down = d.get_ref().0;
@@ -844,14 +1000,37 @@ fn batch_sizing(raw: &RawEngine, batch_records: usize) -> Result<Option<BatchSiz
         time_target: target.get_ref().0,
     };
     sizing.validate(batch_records).map_err(|(setting, message)| {
-        let span = match setting {
-            "batch_records_min" => raw.batch_records_min.as_ref().and_then(span_of),
-            "batch_records_max" => raw.batch_records_max.as_ref().and_then(span_of),
-            "batch_records" => raw.batch_records.as_ref().and_then(span_of),
-            _ => Some(target.span()),
+        let bounds = [
+            ("batch_records_min", &raw.batch_records_min, sizing.records_min, "batch_records / 8"),
+            ("batch_records_max", &raw.batch_records_max, sizing.records_max, "batch_records × 8"),
+            ("batch_records", &raw.batch_records, batch_records, "the engine default"),
+        ];
+        let written = |name: &str| {
+            bounds.iter().find(|b| b.0 == name).and_then(|b| b.1.as_ref()).and_then(span_of)
         };
-        Diagnostic::new(span, format!("engine.{setting}: {message}"))
-            .hint("batch_records_min <= batch_records <= batch_records_max")
+        // Point at the value written: the one named, else a bound the user set (the
+        // named one is then a default).
+        let span = match setting {
+            "batch_time_target" => Some(target.span()),
+            _ => written(setting)
+                .or_else(|| bounds.iter().find_map(|b| b.1.as_ref().and_then(span_of))),
+        };
+        let defaults: Vec<String> = bounds
+            .iter()
+            .filter(|b| b.1.is_none() && setting != "batch_time_target")
+            .map(|b| format!("{} = {} ({})", b.0, b.2, b.3))
+            .collect();
+        let message = if defaults.is_empty() {
+            format!("engine.{setting}: {message}")
+        } else {
+            format!(
+                "engine.{setting}: {message}; not written in the file, so defaults: {}",
+                defaults.join(", ")
+            )
+        };
+        Diagnostic::new(span, message).hint(
+            "batch_records_min <= batch_records <= batch_records_max: set the others to match",
+        )
     })?;
     Ok(Some(sizing))
 }

@@ -23,7 +23,9 @@ pub enum Counter {
     /// Input records the source could not put into a ring (too large, ...); each
     /// is dead-lettered (or counted here only when no dead-letter sink exists).
     SourceRejected,
-    /// Messages a worker took from its ring.
+    /// Inputs taken in: messages a worker took from its ring, plus inputs the
+    /// source refused (`SourceRejected`, on the source's shard). Every input is
+    /// counted here once.
     MessagesIn,
     /// Payload bytes a worker took from its ring.
     BytesIn,

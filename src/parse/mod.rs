@@ -1,4 +1,4 @@
-//! Parsers for the configuration language: durations and sizes.
+//! Parsers for the configuration language: durations, sizes, and offsets in TOML strings.
 //!
 //! Both parsers share one contract:
 //! - they read a `&str` and return a value or a [`ParseError`] with the byte offset
@@ -16,6 +16,7 @@
 pub mod duration;
 pub mod error;
 pub mod size;
+pub mod toml_string;
 
 pub use error::ParseError;
 

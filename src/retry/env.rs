@@ -339,6 +339,27 @@ pub struct RetryConfig {
     pub actions: Option<ActionsConfig>,
 }
 
+impl RetryConfig {
+    /// Where the value of `key` (a dotted path such as `retry.initial`) is written.
+    pub fn span_of(&self, key: &str) -> Option<Range<usize>> {
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
+        let int = |v: &Option<Spanned<i64>>| v.as_ref().map(Spanned::span);
+        match key {
+            "retry.strategy" => text(&self.strategy),
+            "retry.initial" => text(&self.initial),
+            "retry.multiplier" => self.multiplier.as_ref().map(Spanned::span),
+            "retry.step" => text(&self.step),
+            "retry.max" => text(&self.max),
+            "retry.max_attempts" => int(&self.max_attempts),
+            "retry.max_total" => text(&self.max_total),
+            "retry.jitter" => self.jitter.as_ref().map(Spanned::span),
+            "retry.topic_partitions" => int(&self.topic_partitions),
+            "retry.topic_replication" => int(&self.topic_replication),
+            _ => None,
+        }
+    }
+}
+
 /// `[retry.actions]`: what to do per error category.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

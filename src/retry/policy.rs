@@ -199,6 +199,41 @@ impl fmt::Display for PolicyError {
 
 impl std::error::Error for PolicyError {}
 
+impl PolicyError {
+    /// Where the values at fault came from, the first most to blame (for
+    /// `InitialAboveMax`, the initial delay, then the cap).
+    pub fn sources(&self) -> Vec<super::env::Source> {
+        match self {
+            PolicyError::Multiplier(v) => vec![v.source],
+            PolicyError::InitialZero(v) | PolicyError::MaxTooLarge(v) | PolicyError::Elapsed(v) => {
+                vec![v.source]
+            }
+            PolicyError::InitialAboveMax { initial, max } => vec![initial.source, max.source],
+            PolicyError::Attempts(v) => vec![v.source],
+        }
+    }
+
+    /// What to write instead.
+    pub fn hint(&self) -> String {
+        use crate::parse::duration::DisplayDuration as D;
+        match self {
+            PolicyError::Multiplier(_) => {
+                format!("a multiplier from 1 to {MULTIPLIER_MAX}, e.g. 1.5")
+            }
+            PolicyError::InitialZero(_) => "an initial delay such as \"2s\"".to_string(),
+            PolicyError::MaxTooLarge(_) => format!("a cap of at most {}", D(DELAY_MAX_LIMIT)),
+            PolicyError::InitialAboveMax { max, .. } => {
+                format!(
+                    "make the initial delay at most the cap ({}), or raise the cap",
+                    D(max.value)
+                )
+            }
+            PolicyError::Attempts(_) => format!("from 1 to {ATTEMPTS_MAX_LIMIT} attempts"),
+            PolicyError::Elapsed(_) => format!("at most {}", D(ELAPSED_MAX_LIMIT)),
+        }
+    }
+}
+
 /// A built policy: the delay table and the budgets. 608 bytes; build once, share by
 /// reference (it is read-only after build).
 #[derive(Clone, Debug)]

@@ -59,6 +59,8 @@ use frame::{FrameError, PAD_MARKER};
 pub enum RingError {
     /// The capacity is not a power of two within the allowed range.
     BadCapacity { capacity_bytes: usize },
+    /// The allocator could not give the ring's buffer.
+    OutOfMemory { capacity_bytes: usize },
 }
 
 impl std::fmt::Display for RingError {
@@ -69,6 +71,9 @@ impl std::fmt::Display for RingError {
                 "ring capacity {capacity_bytes} bytes must be a power of two between \
                  {RING_BYTES_MIN} and {RING_BYTES_MAX}"
             ),
+            RingError::OutOfMemory { capacity_bytes } => {
+                write!(f, "cannot allocate a ring of {capacity_bytes} bytes: out of memory")
+            }
         }
     }
 }
@@ -131,21 +136,22 @@ pub fn ring(capacity_bytes: usize) -> Result<(Producer, Consumer), RingError> {
     {
         return Err(RingError::BadCapacity { capacity_bytes });
     }
-    Ok(ring_unchecked(capacity_bytes))
+    ring_unchecked(capacity_bytes).ok_or(RingError::OutOfMemory { capacity_bytes })
 }
 
 /// Like [`ring`] without the minimum size, for loom models (which need tiny rings).
 #[doc(hidden)]
 pub fn ring_for_model(capacity_bytes: usize) -> (Producer, Consumer) {
     assert!(capacity_bytes.is_power_of_two() && capacity_bytes >= 2 * RECORD_HEADER_BYTES);
-    ring_unchecked(capacity_bytes)
+    ring_unchecked(capacity_bytes).expect("a model's ring is small")
 }
 
-fn ring_unchecked(capacity_bytes: usize) -> (Producer, Consumer) {
+/// `None` when the buffer cannot be allocated.
+fn ring_unchecked(capacity_bytes: usize) -> Option<(Producer, Consumer)> {
     let shared = Arc::new(Shared {
         // Page-aligned: the buffer's page offsets are then known (see the memcpy note
         // in benches/README.md) and no frame straddles a page needlessly.
-        buffer: crate::sync::ByteCells::new(capacity_bytes, 4096),
+        buffer: crate::sync::ByteCells::try_new(capacity_bytes, 4096)?,
         mask: capacity_bytes - 1,
         frame_bytes_max: capacity_bytes / 2,
         head: CachePadded::new(AtomicUsize::new(0)),
@@ -163,7 +169,7 @@ fn ring_unchecked(capacity_bytes: usize) -> (Producer, Consumer) {
         records_staged: 0,
     };
     let consumer = Consumer { shared, head: 0, tail_cached: 0 };
-    (producer, consumer)
+    Some((producer, consumer))
 }
 
 /// The writing end. Owned by one thread at a time (`Send`, not `Sync`).

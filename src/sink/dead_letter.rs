@@ -62,7 +62,8 @@ pub trait DeadLetter: Send + Sync {
 /// Appends dead-letter records to a file as JSON lines.
 pub struct FileDeadLetter {
     path: PathBuf,
-    inner: Mutex<(File, Vec<u8>)>,
+    /// The file (opened by the first record) and the record buffer.
+    inner: Mutex<(Option<File>, Vec<u8>)>,
 }
 
 /// Bytes reserved for the record buffer: one record of a typical message; it grows
@@ -70,14 +71,14 @@ pub struct FileDeadLetter {
 const DEAD_LETTER_BUFFER_BYTES: usize = 4096;
 
 impl FileDeadLetter {
-    /// Opens (appending, creating) the dead-letter file.
+    /// Checks that the dead-letter file can be written; it is opened (appending,
+    /// created if absent) by the first record, so a run that sends none, or fails
+    /// to start, leaves the file system as it was.
     pub fn open(path: &Path) -> Result<Self, SinkError> {
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
-            SinkError::io(&format!("cannot open dead-letter file {}", path.display()), &e)
-        })?;
+        super::output_file::check_writable(path, "dead-letter file")?;
         Ok(FileDeadLetter {
             path: path.to_path_buf(),
-            inner: Mutex::new((file, Vec::with_capacity(DEAD_LETTER_BUFFER_BYTES))),
+            inner: Mutex::new((None, Vec::with_capacity(DEAD_LETTER_BUFFER_BYTES))),
         })
     }
 }
@@ -86,6 +87,17 @@ impl DeadLetter for FileDeadLetter {
     fn send(&self, record: &DeadLetterRecord<'_>) -> Result<(), SinkError> {
         let mut guard = self.inner.lock();
         let (file, buffer) = &mut *guard;
+        let file = match file {
+            Some(file) => file,
+            None => file.insert(
+                OpenOptions::new().create(true).append(true).open(&self.path).map_err(|e| {
+                    SinkError::io(
+                        &format!("cannot open dead-letter file {}", self.path.display()),
+                        &e,
+                    )
+                })?,
+            ),
+        };
         buffer.clear();
         encode_record(record, buffer);
         file.write_all(buffer).map_err(|e| {

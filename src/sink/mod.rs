@@ -11,6 +11,7 @@ pub mod io_thread;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod null;
+pub mod output_file;
 pub mod resilient;
 pub mod writer;
 

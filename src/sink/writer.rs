@@ -147,6 +147,21 @@ impl WriterSettings {
         }
     }
 
+    /// Bytes one worker's sink allocates at start with these settings: its batch
+    /// buffers (two with an I/O thread), their spans, keys and dedup table, and
+    /// the compressor's output buffer. For the start-time memory estimate.
+    pub fn start_bytes(&self) -> usize {
+        let per_batch = self.flush_bytes
+            + self.flush_records * (std::mem::size_of::<Span>() + KEY_BYTES_RESERVED)
+            + if self.dedup { 4 * (2 * self.flush_records).next_power_of_two() } else { 0 };
+        let batches = if self.timeout.is_some() { 2 } else { 1 };
+        let compressed = match self.compression {
+            Compression::None => 0,
+            Compression::Zstd { .. } => zstd::zstd_safe::compress_bound(self.flush_bytes),
+        };
+        per_batch * batches + compressed
+    }
+
     /// The first setting out of range, as `(setting, message)`.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         use crate::parse::duration::DisplayDuration as D;
@@ -210,6 +225,14 @@ impl std::fmt::Display for WriterSettings {
 
 /// Where the bytes go.
 enum Target {
+    /// A file checked but not yet touched: created, truncated or cut back by
+    /// [`Target::prepare`] when the first worker opens its sink (see
+    /// [`super::output_file`]).
+    Pending {
+        path: PathBuf,
+        append: bool,
+        fsync: bool,
+    },
     File {
         file: File,
         path: PathBuf,
@@ -228,8 +251,46 @@ enum Target {
 }
 
 impl Target {
+    /// Opens a pending file: appending (after cutting a torn last line off an
+    /// uncompressed file) or truncating. Once; later calls do nothing.
+    fn prepare(&mut self, compression: Compression) -> Result<(), SinkError> {
+        let Target::Pending { path, append, fsync } = self else {
+            return Ok(());
+        };
+        let (append, fsync) = (*append, *fsync);
+        let path = std::mem::take(path);
+        if append && compression == Compression::None {
+            let cut = cut_torn_tail(&path).map_err(|e| {
+                SinkError::io(&format!("cannot check the end of {}", path.display()), &e)
+            })?;
+            if cut > 0 {
+                eprintln!(
+                    "corestream: cut a torn last line ({cut} bytes) off {}: a previous run \
+                     stopped in the middle of a write; its messages are written again",
+                    path.display()
+                );
+            }
+        }
+        let mut options = OpenOptions::new();
+        options.create(true);
+        if append {
+            options.append(true);
+        } else {
+            options.write(true).truncate(true);
+        }
+        let open_error = |e: &std::io::Error| {
+            SinkError::io(&format!("cannot open sink file {}", path.display()), e)
+        };
+        let file = options.open(&path).map_err(|e| open_error(&e))?;
+        let metadata = file.metadata().map_err(|e| open_error(&e))?;
+        let len = if append { metadata.len() } else { 0 };
+        *self = Target::File { file, path, fsync, len, regular: metadata.is_file() };
+        Ok(())
+    }
+
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
+            Target::Pending { .. } => Err(std::io::Error::other("the sink file was never opened")),
             Target::File { file, path, len, regular, .. } => match file.write_all(bytes) {
                 Ok(()) => {
                     *len += bytes.len() as u64;
@@ -275,7 +336,9 @@ impl Target {
 
     fn describe(&self) -> String {
         match self {
-            Target::File { path, .. } => format!("file {}", path.display()),
+            Target::File { path, .. } | Target::Pending { path, .. } => {
+                format!("file {}", path.display())
+            }
             Target::Stdout => "stdout".to_string(),
             Target::Custom { name, .. } => name.clone(),
         }
@@ -335,28 +398,17 @@ pub struct WriterSinkFactory {
 
 impl WriterSinkFactory {
     /// A file sink; `append` keeps existing content (needed to resume after a crash
-    /// without losing output), otherwise the file is truncated.
+    /// without losing output), otherwise the file is truncated. Only checked here:
+    /// the file is created or truncated when the first worker opens its sink, so a
+    /// pipeline that fails to start leaves it as it was.
     pub fn file(
         path: &Path,
         append: bool,
         fsync: bool,
         buffer_bytes: usize,
     ) -> Result<Self, SinkError> {
-        let mut options = OpenOptions::new();
-        options.create(true);
-        if append {
-            options.append(true);
-        } else {
-            options.write(true).truncate(true);
-        }
-        let open_error = |e: &std::io::Error| {
-            SinkError::io(&format!("cannot open sink file {}", path.display()), e)
-        };
-        let file = options.open(path).map_err(|e| open_error(&e))?;
-        let metadata = file.metadata().map_err(|e| open_error(&e))?;
-        let len = if append { metadata.len() } else { 0 };
-        let regular = metadata.is_file();
-        let target = Target::File { file, path: path.to_path_buf(), fsync, len, regular };
+        super::output_file::check_writable(path, "sink file")?;
+        let target = Target::Pending { path: path.to_path_buf(), append, fsync };
         Ok(Self::with_target(target, buffer_bytes))
     }
 
@@ -414,6 +466,7 @@ impl SinkFactory for WriterSinkFactory {
 
     fn open(&self, worker: usize, acker: Acker) -> Result<Box<dyn Sink>, SinkError> {
         let settings = self.settings;
+        self.target.lock().prepare(settings.compression)?;
         let executor = self.executor()?;
         let (io, spare) = match settings.timeout {
             None => (Io::Inline(executor), None),

@@ -86,17 +86,27 @@ enum Pumped {
 }
 
 impl LineReader {
-    fn new(record_bytes_max: usize, offset: u64) -> Self {
-        // Room for one maximal line plus a full read, so a legal line always fits.
+    /// Allocates the read buffer: room for one maximal line plus a full read, so a
+    /// legal line always fits. A buffer the machine cannot give is an error (the
+    /// engine starts nothing), not an abort.
+    fn new(record_bytes_max: usize, offset: u64) -> Result<Self, SourceError> {
         let size = record_bytes_max.saturating_add(SOURCE_READ_BYTES);
-        LineReader {
-            buffer: vec![0u8; size].into_boxed_slice(),
+        let mut buffer = Vec::new();
+        buffer.try_reserve_exact(size).map_err(|_| {
+            SourceError::new(format!(
+                "cannot allocate the {size}-byte read buffer (record_bytes_max + {SOURCE_READ_BYTES}): \
+                 out of memory; lower engine.record_bytes_max"
+            ))
+        })?;
+        buffer.resize(size, 0);
+        Ok(LineReader {
+            buffer: buffer.into_boxed_slice(),
             record_bytes_max,
             offset,
             filled: 0,
             long_line: None,
             replay_until: 0,
-        }
+        })
     }
 
     /// The furthest position a line from the next read can have: lines end within
@@ -262,6 +272,9 @@ pub struct FileSource {
     checkpoint_path: Option<PathBuf>,
     checkpoint_interval: Duration,
     record_bytes_max: usize,
+    /// The read buffer, allocated by [`FileSource::new`] so that a start without
+    /// the memory for it fails before any output is touched.
+    reader: Option<LineReader>,
     /// The last checkpoint written (or loaded); its `read` is the read limit on disk.
     checkpoint: Option<Checkpoint>,
     /// The read limit of the loaded checkpoint: kept in every checkpoint this run
@@ -284,9 +297,14 @@ impl FileSource {
         checkpoint_interval: Duration,
         record_bytes_max: usize,
     ) -> Result<Self, SourceError> {
-        File::open(path).map_err(|e| {
-            SourceError::new(format!("cannot open input file {}: {e}", path.display()))
-        })?;
+        let cannot = |reason: &dyn std::fmt::Display| {
+            SourceError::new(format!("cannot open input file {}: {reason}", path.display()))
+        };
+        let file = File::open(path).map_err(|e| cannot(&e))?;
+        // A directory opens on Linux and fails only at the first read.
+        if file.metadata().map_err(|e| cannot(&e))?.is_dir() {
+            return Err(cannot(&"it is a directory"));
+        }
         let checkpoint = match checkpoint_path {
             Some(p) => {
                 checkpoint::load(p).map_err(|e| SourceError::new(format!("checkpoint: {e}")))?
@@ -298,6 +316,7 @@ impl FileSource {
             checkpoint_path: checkpoint_path.map(Path::to_path_buf),
             checkpoint_interval,
             record_bytes_max,
+            reader: Some(LineReader::new(record_bytes_max, 0)?),
             checkpoint,
             inherited_limit: checkpoint.map_or(0, |c| c.read),
             read_ahead: READ_AHEAD_MIN_BYTES,
@@ -386,7 +405,11 @@ impl Source for FileSource {
             SourceError::new(format!("cannot seek {} to {start}: {e}", self.path.display()))
         })?;
         ingest.resume_from(start);
-        let mut reader = LineReader::new(self.record_bytes_max, start);
+        let mut reader = match self.reader.take() {
+            Some(reader) => reader,
+            None => LineReader::new(self.record_bytes_max, 0)?,
+        };
+        reader.offset = start;
         if let Some(c) = self.checkpoint {
             reader.replay_until = c.read;
             if c.read > c.position {
@@ -456,7 +479,7 @@ impl Source for StdinSource {
     }
 
     fn run(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
-        let mut reader = LineReader::new(self.record_bytes_max, 0);
+        let mut reader = LineReader::new(self.record_bytes_max, 0)?;
         let mut stdin = io::stdin().lock();
         // A blocking read on an idle terminal or pipe would not notice a stop
         // request: wait for input with a timeout first.
@@ -489,7 +512,7 @@ impl<R: Read + Send> Source for ReaderSource<R> {
     }
 
     fn run(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
-        let mut reader = LineReader::new(self.record_bytes_max, 0);
+        let mut reader = LineReader::new(self.record_bytes_max, 0)?;
         reader.pump(&mut self.reader, ingest, &mut |_, _| Ok(()), None)?;
         Ok(())
     }

@@ -406,6 +406,9 @@ impl Ingest {
                 reason: e.to_string(),
             });
         }
+        // Counted in as well: every input is in "messages in" once, so that
+        // in = out-inputs + filtered + dead-lettered holds for the run.
+        self.local.add(Counter::MessagesIn, 1);
         self.local.add(Counter::SourceRejected, 1);
         self.local.add(Counter::DeadLettered, 1);
         if let Some(progress) = &mut self.progress {

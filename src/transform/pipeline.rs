@@ -122,24 +122,21 @@ impl fmt::Display for CompileError {
 
 impl std::error::Error for CompileError {}
 
-/// Maps an error at `offset..offset + len` inside a string value to the file: exact
-/// for a one-line basic or literal string without escapes (the common case), else the
-/// whole value.
+/// Maps an error at `offset..offset + len` inside a string value (decoded) to the
+/// file: through quotes, escapes and the lines of a multi-line string (see
+/// [`crate::parse::toml_string`]); the whole value if it cannot be mapped.
 pub fn file_span(
     config_text: &str,
     value: &Range<usize>,
     offset: usize,
     len: usize,
 ) -> Range<usize> {
+    use crate::parse::toml_string::raw_offset;
     let raw = config_text.get(value.clone()).unwrap_or("");
-    let plain = (raw.starts_with('"') && !raw.starts_with("\"\"\"") && !raw.contains('\\'))
-        || (raw.starts_with('\'') && !raw.starts_with("'''"));
-    if plain && raw.len() >= 2 && offset <= raw.len() - 2 {
-        let start = value.start + 1 + offset;
-        let end = (start + len.max(1)).min(value.end - 1).max(start);
-        start..end
-    } else {
-        value.clone()
+    match (raw_offset(raw, offset), raw_offset(raw, offset + len.max(1))) {
+        (Some(start), Some(end)) => value.start + start..value.start + end.max(start + 1),
+        (Some(start), None) => value.start + start..value.start + start + 1,
+        _ => value.clone(),
     }
 }
 

@@ -51,7 +51,8 @@ pub struct Worker {
     /// Watermarks per worker (keyless/key-hash routing) or per partition (Kafka).
     pub watermark_per_worker: bool,
     pub placement: Placement,
-    pub arena_bytes: usize,
+    /// The bump arena batches are decoded into, allocated by the engine at start.
+    pub arena: Bump,
     /// Adaptive batch size around `batch_records`; `None`: fixed.
     pub batch_sizing: Option<BatchSizing>,
 }
@@ -133,7 +134,7 @@ impl Worker {
             batch_records,
             watermark_per_worker,
             placement,
-            arena_bytes,
+            arena,
             batch_sizing,
         } = self;
         let pinned = pin::pin_current(index, workers, placement);
@@ -153,14 +154,13 @@ impl Worker {
                 None => BatchSizer::fixed(batch_records),
             },
         };
-        core.run(consumer, arena_bytes)?;
+        core.run(consumer, arena)?;
         Ok(WorkerReport { index, pinned })
     }
 }
 
 impl Core {
-    fn run(mut self, mut consumer: Consumer, arena_bytes: usize) -> Result<(), WorkerError> {
-        let mut arena = Bump::with_capacity(arena_bytes);
+    fn run(mut self, mut consumer: Consumer, mut arena: Bump) -> Result<(), WorkerError> {
         let mut waiter = Waiter::default();
         let mut local = LocalCounts::default();
         let mut idle_flushed = true;

@@ -11,7 +11,7 @@
 //! (`amount > 100.0`) becomes one node.
 //!
 //! Evaluation walks that tree recursively (depth bounded by
-//! [`parse::NESTING_DEPTH_MAX`]); values are `Copy` and borrow the payload, the
+//! [`parse::TREE_DEPTH_MAX`]); values are `Copy` and borrow the payload, the
 //! program's constants or the arena (strings made by `lower`, `upper`, `+`,
 //! `string`). The semantics of each operator live in [`ops`].
 

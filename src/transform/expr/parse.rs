@@ -18,10 +18,14 @@
 
 use super::ExprError;
 
-/// Deepest expression tree (parentheses, operators, calls; `a + a + a` is 3 deep).
-/// The parser, the compiler and the evaluator recurse once per level, so this bounds
-/// their stack use; 64 levels is far beyond a readable expression.
+/// Deepest nesting of parentheses, unary operators and calls. The parser recurses
+/// once per level; 64 is far beyond a readable expression.
 pub const NESTING_DEPTH_MAX: usize = 64;
+/// Deepest expression tree (`a || b || c` is 3 deep: a chain of operators is
+/// left-deep). The compiler and the evaluator recurse once per level, so this
+/// bounds their stack use (well under 100 KiB at 256); a flat chain of a few hundred
+/// conditions is legitimate, so it is larger than the nesting limit.
+pub const TREE_DEPTH_MAX: usize = 256;
 /// Most AST nodes in one expression; node indices are `u16`.
 pub const NODES_MAX: usize = 4096;
 
@@ -325,8 +329,12 @@ impl Parser<'_> {
             Ast::Call { args, .. } => args,
         };
         let depth = 1 + children.iter().map(|&c| self.depths[c] as usize).max().unwrap_or(0);
-        if depth > NESTING_DEPTH_MAX {
-            return Err(err(span.0, span.1 - span.0, "expression nested deeper than 64 levels"));
+        if depth > TREE_DEPTH_MAX {
+            return Err(err(
+                span.0,
+                span.1 - span.0,
+                "expression too long: a chain of more than 256 operators (split it into steps)",
+            ));
         }
         self.depths.push(depth as u16);
         self.out.nodes.push(node);
@@ -578,7 +586,10 @@ mod tests {
         assert_eq!(parse(&deep).unwrap_err().message, "expression nested deeper than 64 levels");
         // Found by the expression fuzzer: a long operator chain is deep too.
         let chain = vec!["a"; 5000].join(" + ");
-        assert_eq!(parse(&chain).unwrap_err().message, "expression nested deeper than 64 levels");
-        assert!(parse(&vec!["a"; 60].join(" + ")).is_ok());
+        assert!(parse(&chain).unwrap_err().message.starts_with("expression too long"));
+        // A flat chain of a hundred conditions is not deep nesting.
+        assert!(parse(&vec!["a == 1"; 100].join(" || ")).is_ok());
+        assert!(parse(&vec!["a"; 256].join(" + ")).is_ok());
+        assert!(parse(&vec!["a"; 257].join(" + ")).is_err());
     }
 }

@@ -160,9 +160,9 @@ fn compile_errors_point_into_the_config_file() {
             None
         )
     );
-    // An expression in an escaped basic string: the whole value is pointed at.
+    // An expression in an escaped basic string: mapped through the escapes.
     let escaped = "[[steps]]\ntype = \"filter\"\nexpr = \"a == \\\"x\\\" && lowr(b)\"\n";
-    assert_eq!(config_err(escaped).0, "\"a == \\\"x\\\" && lowr(b)\"");
+    assert_eq!(config_err(escaped).0, "lowr");
     // Templates.
     let route = |t: &str| format!("[[steps]]\ntype = \"route\"\ntopic = \"{t}\"\n");
     assert_eq!(
@@ -237,9 +237,15 @@ fn route_default_replaces_a_topic_that_cannot_be_rendered() {
 }
 
 #[test]
-fn file_span_maps_offsets_inside_plain_strings_only() {
+fn file_span_maps_offsets_inside_every_kind_of_string() {
     let text = r#"expr = 'abc'"#;
     assert_eq!(file_span(text, &(7..12), 1, 1), 9..10);
     let text = r#"expr = """abc""""#;
-    assert_eq!(file_span(text, &(7..16), 1, 1), 7..16);
+    assert_eq!(file_span(text, &(7..16), 1, 1), 11..12);
+    // Line 3 of a multi-line literal: the error is on that line, not on `'''`.
+    let text = "expr = '''\na > 1 &&\nb >>> 2'''";
+    let span = file_span(text, &(7..text.len()), 11, 3);
+    assert_eq!(&text[span], ">>>");
+    // Not a string (a hand-made span): the whole value.
+    assert_eq!(file_span("x = 5", &(4..5), 0, 1), 4..5);
 }
