@@ -23,7 +23,7 @@ use crate::metrics::latency::new_histogram;
 use crate::metrics::{Counter, LatencyRecorder, LatencyShared, LatencySummary, ShardedCounters};
 use crate::processor::Processor;
 use crate::ring::ring;
-use crate::sink::dead_letter::{DeadLetter, LogDeadLetter};
+use crate::sink::dead_letter::{DeadLetter, StopDeadLetter};
 use crate::sink::{Resilience, ResilientSinkFactory, SinkFactory};
 use crate::source::{Ingest, IngestParts, IngestSettings, Routing, Source, SourceError};
 use crate::worker::{BatchSizing, Placement, Worker, WorkerError, WorkerReport};
@@ -206,7 +206,7 @@ impl Engine {
             source,
             processors,
             sink,
-            dead_letter: Arc::new(LogDeadLetter::default()),
+            dead_letter: Arc::new(StopDeadLetter),
             resilience: Resilience::default(),
             batch_sizing: None,
         }

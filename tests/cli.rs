@@ -338,17 +338,40 @@ fn second_sigint_exits_at_once_with_130() {
         &config,
         "[engine]\nworkers = 1\npin = false\n[source]\ntype = \"generator\"\n[sink]\ntype = \"stdout\"\n",
     );
-    // stdout is a pipe we never read: the sink blocks once the pipe is full, so the
+    // stdout is a pipe we stop reading: the sink blocks once the pipe is full, so the
     // first shutdown cannot finish flushing.
     let mut child = binary()
         .args(["run", config.to_str().unwrap(), "--progress-secs", "0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Ready: the first output bytes arrive only after the signal handlers are
+    // installed and the engine runs.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).expect("the engine writes output");
+    let (lines, stderr_lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
     signal(&child, libc::SIGINT);
-    std::thread::sleep(Duration::from_millis(300));
+    // The first signal is handled once the engine says it is stopping; from then on
+    // it drains into a pipe nobody reads, which can never finish.
+    loop {
+        let line = stderr_lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the first SIGINT starts a shutdown");
+        if line.contains("stopping: draining") {
+            break;
+        }
+    }
     assert!(
         child.try_wait().unwrap().is_none(),
         "the first shutdown should be blocked on the full pipe"
@@ -363,4 +386,5 @@ fn second_sigint_exits_at_once_with_130() {
         assert!(start.elapsed() < Duration::from_secs(10), "second signal did not exit");
         std::thread::sleep(Duration::from_millis(10));
     }
+    drop(stdout); // open until the exit: the pipe stays full, never broken
 }

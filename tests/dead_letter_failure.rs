@@ -103,3 +103,39 @@ fn processor_dead_letter_failure_stops_without_acknowledging_the_batch() {
         "[[processor]]\ntype = \"schema\"\nfields = { id = \"uint\", region = \"string\" }\n\n";
     check_stop_then_resume("dead_letter_processor", &lines, 30, schema);
 }
+
+/// Without a `[dead_letter]` section a failed message is not dropped: the run stops
+/// with a clear error, the checkpoint stays before the message; `type = "discard"`
+/// drops failures on purpose (counted as dead-lettered).
+#[test]
+fn without_a_dead_letter_section_a_failure_stops_the_run_and_discard_is_explicit() {
+    let dir = scratch("dead_letter_default");
+    let lines: Vec<String> = (0..20).map(order).collect();
+    let mut input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let bad_position = input.len() as u64;
+    input.push_str(&"x".repeat(300)); // over record_bytes_max: refused by the source
+    input.push('\n');
+    std::fs::write(dir.join("in.ndjson"), &input).expect("input");
+    let pipeline = |dead_letter: &str| {
+        let text = format!(
+            "[engine]\nworkers = 1\nrecord_bytes_max = 200\n\n\
+             [source]\ntype = \"file\"\npath = \"in.ndjson\"\ncheckpoint = \"in.ckpt\"\n\n\
+             [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n{dead_letter}"
+        );
+        let path = dir.join("pipeline.toml");
+        std::fs::write(&path, text).expect("config");
+        path
+    };
+
+    let stopped = run(&pipeline(""));
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(EXIT_RUNTIME), "{stderr}");
+    assert!(stderr.contains("no dead-letter destination") && stderr.contains("discard"));
+    assert!(checkpoint_position(&dir.join("in.ckpt")) <= bad_position);
+
+    let discarded = run(&pipeline("\n[dead_letter]\ntype = \"discard\"\n"));
+    let stderr = String::from_utf8_lossy(&discarded.stderr);
+    assert_eq!(discarded.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("dead-lettered 1 (source 1"), "{stderr}");
+    assert_eq!(checkpoint_position(&dir.join("in.ckpt")), input.len() as u64);
+}

@@ -269,3 +269,61 @@ fn generator_writes_valid_orders_of_the_requested_size_keyed_by_customer() {
         }
     }
 }
+
+/// Breaks the processor contract in every batch: passes input 0, fails input 0
+/// again (already emitted), emits an output naming an input outside the batch, and
+/// leaves every other input without a decision.
+struct BrokenContract;
+
+impl Processor for BrokenContract {
+    fn process<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>) {
+        emit.pass(0, &input[0]);
+        emit.fail(0, ErrorCategory::Serialization, "contradicts the pass");
+        emit.emit(corestream::message::Output {
+            input: input.len() as u32 + 7,
+            payload: b"names no input",
+            ..Default::default()
+        });
+    }
+
+    fn name(&self) -> &str {
+        "broken_contract"
+    }
+}
+
+#[test]
+fn a_processor_bug_is_counted_and_its_inputs_dead_lettered_not_filtered() {
+    let dir = temp_dir("processor-bug");
+    let dlq = dir.join("dlq.ndjson");
+    let source = GeneratorSource::new(GeneratorSettings {
+        count: Some(10_000),
+        keys: 100,
+        message_bytes: 64,
+        batch_records: 64,
+        ..Default::default()
+    })
+    .unwrap();
+    let result = Engine::new(
+        settings(1),
+        Box::new(source),
+        Box::new(|_| Box::new(BrokenContract)),
+        Arc::new(NullSinkFactory),
+    )
+    .dead_letter(Arc::new(FileDeadLetter::open(&dlq).unwrap()))
+    .run();
+    if cfg!(debug_assertions) {
+        // Asserted in debug builds: the worker stops at the first broken batch.
+        assert!(result.is_err(), "a debug build asserts the contract");
+        return;
+    }
+    let s = result.unwrap().snapshot;
+    let batches = s.get(Counter::Batches);
+    assert_eq!(s.get(Counter::MessagesIn), 10_000);
+    assert_eq!(s.get(Counter::ProcessorBugs), 2 * batches, "two bugs per batch");
+    assert_eq!(s.get(Counter::Filtered), 0, "a bug is never called filtered");
+    assert_eq!(s.get(Counter::Outputs), batches, "the out-of-range output is dropped");
+    assert_eq!(s.get(Counter::DeadLettered), 10_000 - batches);
+    let dead = std::fs::read_to_string(&dlq).unwrap();
+    assert_eq!(dead.lines().count() as u64, 10_000 - batches);
+    assert!(dead.contains("processor bug"), "{:.200}", dead);
+}

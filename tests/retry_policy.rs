@@ -91,15 +91,24 @@ proptest! {
         let mut now = start;
         let mut state = RetryState::new(start);
         let mut attempts = 1;
+        // The generator as the next call finds it: the call that gives up drew (or
+        // not) from this state, so the test can redraw the delay it refused.
+        let mut before = rng;
         while let Some(delay) = state.next(&policy, now, &mut rng) {
             attempts += 1;
             now += delay;
             prop_assert!(now - start <= params.elapsed_max, "attempt starts past max_total");
             prop_assert!(attempts <= params.attempts_max);
+            before = rng;
         }
         prop_assert_eq!(state.attempts(), attempts);
-        prop_assert!(attempts == params.attempts_max || now - start + policy.delay(attempts - 1) > params.elapsed_max
-            || params.jitter);
+        // It stopped for a reason: the attempt budget, or a next delay (jittered
+        // or not) that would start an attempt past max_total.
+        if attempts < params.attempts_max {
+            let refused = Duration::from_nanos(policy.delay_jittered_ns(attempts - 1, &mut before));
+            prop_assert!(now - start + refused > params.elapsed_max,
+                "stopped after {} attempts with {:?} left", attempts, params.elapsed_max - (now - start));
+        }
     }
 }
 

@@ -225,13 +225,17 @@ fn validate(path: &std::path::Path) -> i32 {
         None => out!("batch size: fixed at {}", config.engine.batch_records),
     }
     match &config.dead_letter {
+        Some(crate::config::DeadLetterSpec::Discard) => out!(
+            "dead_letter: discard (failed messages are dropped: counted, the first {} logged)",
+            crate::sink::dead_letter::DEAD_LETTER_LOG_MAX
+        ),
         Some(crate::config::DeadLetterSpec::File { path }) => {
             out!("dead_letter: file {}", path.display())
         }
         Some(crate::config::DeadLetterSpec::Kafka(k)) => out!("dead_letter: {k}"),
         None => out!(
-            "dead_letter: none (failures are counted and the first {} logged)",
-            crate::sink::dead_letter::DEAD_LETTER_LOG_MAX
+            "dead_letter: none (the first failed message stops the run, unacknowledged; \
+             add [dead_letter] type = \"file\" to keep failures or \"discard\" to drop them)"
         ),
     }
     out!("retry (effective, with where each value came from):\n{}", config.retry);

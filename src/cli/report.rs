@@ -140,6 +140,18 @@ pub fn summary(s: &Snapshot, workers: usize, batch_sizing: Option<&BatchSizing>)
         human_ns(s.latency.max),
     ) + &batch_sizes(s, batch_sizing)
         + &sink_failures(s)
+        + &processor_bugs(s)
+}
+
+/// A processor that broke its contract, for the summary: empty when none did.
+fn processor_bugs(s: &Snapshot) -> String {
+    match s.get(Counter::ProcessorBugs) {
+        0 => String::new(),
+        n => format!(
+            "\n  processor bugs {n}: outputs or failures naming no input of their batch, or \
+             deciding an input twice (see the log; unsettled inputs were dead-lettered)"
+        ),
+    }
 }
 
 /// The adaptive batch size line for the summary: empty when the size is fixed.

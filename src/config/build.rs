@@ -99,6 +99,9 @@ fn kafka_unavailable() -> BuildError {
 pub fn dead_letter(config: &PipelineConfig) -> Result<Option<Arc<dyn DeadLetter>>, BuildError> {
     Ok(match &config.dead_letter {
         None => None,
+        Some(DeadLetterSpec::Discard) => {
+            Some(Arc::new(crate::sink::dead_letter::LogDeadLetter::default()))
+        }
         Some(DeadLetterSpec::File { path }) => {
             Some(Arc::new(FileDeadLetter::open(path).map_err(sink_error)?))
         }
@@ -156,9 +159,8 @@ pub fn sink_with_dead_letter(
                     .then(|| crate::kafka::creation_numbers(&creation, &config.retry)),
                 retry: config.retry.policy().clone(),
                 actions: config.retry.action_table(),
-                dead_letter: dead_letter.unwrap_or_else(|| {
-                    Arc::new(crate::sink::dead_letter::LogDeadLetter::default())
-                }),
+                dead_letter: dead_letter
+                    .unwrap_or_else(|| Arc::new(crate::sink::dead_letter::StopDeadLetter)),
             };
             Arc::new(KafkaSinkFactory::new(spec.clone(), options).map_err(sink_error)?)
         }

@@ -35,9 +35,10 @@
 //! breaker_failures = 5          # any sink: circuit breaker
 //! breaker_cool_down = "30s"
 //!
-//! [dead_letter]                 # optional; default: count and log the first few
-//! type = "file"
-//! path = "dead.ndjson"
+//! [dead_letter]                 # optional; without it the first failed message
+//! type = "file"                 #   stops the run (unacknowledged, read again)
+//! path = "dead.ndjson"          # or type = "kafka" (brokers, topic), or "discard"
+//!                               #   (dropped on purpose: counted, first 10 logged)
 //!
 //! [retry]                       # optional; see `retry::env` (env vars CORESTREAM_RETRY_*)
 //! ```
@@ -289,7 +290,11 @@ pub enum SinkSpec {
 /// Where undeliverable messages go.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DeadLetterSpec {
-    File { path: PathBuf },
+    /// Failed messages are dropped on purpose: counted, the first few logged.
+    Discard,
+    File {
+        path: PathBuf,
+    },
     Kafka(kafka::KafkaDeadLetterSpec),
 }
 
@@ -1041,6 +1046,16 @@ fn dead_letter_spec(
 ) -> Result<DeadLetterSpec, Diagnostic> {
     let d = raw.get_ref();
     match d.kind.get_ref().as_str() {
+        "discard" => {
+            let set = [
+                ("path", d.path.as_ref().and_then(span_of)),
+                ("brokers", d.brokers.as_ref().and_then(span_of)),
+                ("topic", d.topic.as_ref().and_then(span_of)),
+                ("properties", d.properties.as_ref().and_then(span_of)),
+            ];
+            only_fields(&d.kind, &set, &[])?;
+            Ok(DeadLetterSpec::Discard)
+        }
         "file" => {
             let set = [
                 ("brokers", d.brokers.as_ref().and_then(span_of)),
@@ -1059,7 +1074,7 @@ fn dead_letter_spec(
             )?;
             kafka::dead_letter_spec(d).map(DeadLetterSpec::Kafka)
         }
-        _ => Err(unknown_type(&d.kind, "dead_letter", &["file", "kafka"])),
+        _ => Err(unknown_type(&d.kind, "dead_letter", &["file", "kafka", "discard"])),
     }
 }
 

@@ -59,6 +59,9 @@ pub enum Counter {
     Deduplicated,
     /// Times a sink's circuit breaker opened.
     BreakerOpened,
+    /// A processor broke its contract (an output or failure naming no input of
+    /// its batch, a failure for an input it emitted); see `worker::Core`.
+    ProcessorBugs,
     /// Gauge, not a sum: the worker's current records per batch (adaptive batch
     /// size, or the fixed `batch_records`). Read it per worker.
     BatchRecordsCurrent,
@@ -87,6 +90,7 @@ pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
     "sink_dead_lettered",
     "deduplicated",
     "breaker_opened",
+    "processor_bugs",
     "batch_records_current",
 ];
 

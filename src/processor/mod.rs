@@ -24,6 +24,11 @@ pub trait Processor: Send {
     /// Processes one batch. `input` is in ring order (order per key holds); the
     /// processor reports every decision through `emit`.
     fn process<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>);
+
+    /// The processor's name in logs (default: its type name).
+    fn name(&self) -> &str {
+        std::any::type_name::<Self>()
+    }
 }
 
 /// A per-message failure reported by a processor.

@@ -110,8 +110,39 @@ impl DeadLetter for FileDeadLetter {
     }
 }
 
-/// No dead-letter destination configured: records are counted by the engine and the
-/// first few are logged to stderr with their reason, so nothing fails silently.
+/// No dead-letter destination configured (the default): a failed message cannot
+/// be kept, so it is not settled either. `send` fails with an error that says what
+/// failed and how to keep or deliberately drop such messages; the run stops, the
+/// message stays unacknowledged and is read again by the next run (nothing is lost
+/// without being asked to).
+#[derive(Default)]
+pub struct StopDeadLetter;
+
+impl DeadLetter for StopDeadLetter {
+    fn send(&self, record: &DeadLetterRecord<'_>) -> Result<(), SinkError> {
+        Err(SinkError::new(
+            ErrorCategory::Configuration,
+            format!(
+                "a message failed at the {} ({} error at partition {} position {}: {}) and \
+                 there is no dead-letter destination to keep it; the run stops with the \
+                 message unacknowledged. Add a [dead_letter] section: type = \"file\" with \
+                 a path to keep failed messages, or type = \"discard\" to drop them",
+                record.stage.name(),
+                record.category.name(),
+                record.partition,
+                record.position,
+                record.reason
+            ),
+        ))
+    }
+
+    fn describe(&self) -> String {
+        "none (the first failed message stops the run)".to_string()
+    }
+}
+
+/// Failed messages dropped on purpose (`[dead_letter] type = "discard"`): counted by
+/// the engine as dead-lettered, the first few logged to stderr with their reason.
 #[derive(Default)]
 pub struct LogDeadLetter {
     logged: AtomicU64,
@@ -125,8 +156,8 @@ impl DeadLetter for LogDeadLetter {
         let n = self.logged.fetch_add(1, Ordering::Relaxed);
         if n < DEAD_LETTER_LOG_MAX {
             eprintln!(
-                "corestream: {} error at partition {} position {}: {} (no dead_letter sink configured; \
-                 counted as dead_lettered{})",
+                "corestream: {} error at partition {} position {}: {} (dead_letter is \"discard\": \
+                 dropped, counted as dead_lettered{})",
                 record.category.name(),
                 record.partition,
                 record.position,

@@ -26,6 +26,7 @@ use crate::ack::{AckQueue, Ticket};
 use crate::message::{Message, Output};
 use crate::metrics::{Counter, LatencyRecorder, LocalCounts, ShardedCounters, clock};
 use crate::processor::{Emit, Failure, Processor};
+use crate::retry::ErrorCategory;
 use crate::ring::{Consumer, ReadBatch};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
 use crate::sink::{Sink, SinkError};
@@ -99,6 +100,9 @@ struct BatchOutcome {
     output_bytes: usize,
     filtered: usize,
     failed: usize,
+    /// Broken processor contract: outputs or failures naming an input outside the
+    /// batch, failures for inputs already emitted (see [`Core::contract_broken`]).
+    bugs: usize,
 }
 
 /// The worker minus its ring consumer (so a batch can borrow the consumer while
@@ -115,6 +119,8 @@ struct Core {
     watermark_per_worker: bool,
     /// Records per batch now (fixed at `batch_records`, or adaptive).
     sizer: BatchSizer,
+    /// A processor bug was logged (once per worker; later ones are only counted).
+    bug_logged: bool,
 }
 
 impl Worker {
@@ -153,6 +159,7 @@ impl Worker {
                 Some(sizing) => BatchSizer::adaptive(batch_records, sizing),
                 None => BatchSizer::fixed(batch_records),
             },
+            bug_logged: false,
         };
         core.run(consumer, arena)?;
         Ok(WorkerReport { index, pinned })
@@ -234,6 +241,7 @@ impl Core {
         local.add(Counter::Filtered, outcome.filtered as u64);
         local.add(Counter::ProcessorFailed, outcome.failed as u64);
         local.add(Counter::DeadLettered, outcome.failed as u64);
+        local.add(Counter::ProcessorBugs, outcome.bugs as u64);
         local.add(Counter::BatchesAcked, self.acks.poll());
         local.publish(self.counters.shard(self.index));
         Ok(outcome.inputs)
@@ -271,24 +279,39 @@ impl Core {
             BumpVec::from_iter_in(inputs.iter().map(|_| false), arena);
         let mut emitted_inputs = 0usize;
         let mut output_bytes = 0usize;
+        let mut out_of_range = 0usize;
         for output in outputs.iter() {
             output_bytes += output.payload.len();
-            if let Some(flag) = settled.get_mut(output.input as usize)
-                && !*flag
-            {
-                *flag = true;
-                emitted_inputs += 1;
+            match settled.get_mut(output.input as usize) {
+                Some(flag) if !*flag => {
+                    *flag = true;
+                    emitted_inputs += 1;
+                }
+                Some(_) => {}
+                None => out_of_range += 1,
             }
         }
         let mut failed = 0usize;
+        let mut bugs = out_of_range;
         for failure in failures.iter() {
-            let Some(message) = inputs.get(failure.input as usize) else { continue };
+            let Some(message) = inputs.get(failure.input as usize) else {
+                bugs += 1;
+                out_of_range += 1;
+                continue;
+            };
             if settled[failure.input as usize] {
-                continue; // already emitted: the output stands, the failure is a warning
+                // Emitted (or failed) already: the first decision stands, the
+                // contradiction counts.
+                bugs += 1;
+                continue;
             }
             settled[failure.input as usize] = true;
             failed += 1;
             self.dead_letter_input(message, failure)?;
+        }
+        if bugs > 0 {
+            failed += self.contract_broken(&inputs, &mut outputs, &settled, bugs, out_of_range)?;
+            output_bytes = outputs.iter().map(|o| o.payload.len()).sum();
         }
         let ticket: Ticket = self.acks.issue(builder);
         if let Err(e) = self.sink.write_batch(&outputs, &inputs, ticket) {
@@ -309,7 +332,65 @@ impl Core {
             output_bytes,
             filtered: inputs.len() - emitted_inputs - failed,
             failed,
+            bugs,
         })
+    }
+
+    /// The processor broke its contract in this batch (`bugs` times): an output or
+    /// failure named an input outside the batch (`out_of_range` of them), or failed
+    /// an input it had emitted. Visible, never silent: counted
+    /// (`Counter::ProcessorBugs`), logged once per worker with the processor's
+    /// name, asserted in debug builds. Outputs naming no input are dropped (the
+    /// sink could not settle them); when indices were out of range, the inputs no
+    /// output or failure settled cannot be told apart from the ones meant, so they
+    /// are dead-lettered rather than called filtered. Returns how many were.
+    #[cold]
+    #[inline(never)]
+    fn contract_broken<'a>(
+        &mut self,
+        inputs: &[Message<'a>],
+        outputs: &mut BumpVec<'a, Output<'a>>,
+        settled: &[bool],
+        bugs: usize,
+        out_of_range: usize,
+    ) -> Result<usize, WorkerError> {
+        debug_assert!(
+            false,
+            "processor {} broke its contract: {bugs} outputs or failures name no input of \
+             the batch or fail an emitted one",
+            self.processor.name()
+        );
+        if !self.bug_logged {
+            self.bug_logged = true;
+            eprintln!(
+                "corestream: worker {}: processor {} broke its contract in a batch of {}: {} \
+                 output(s) or failure(s) name no input of the batch, {} fail an input already \
+                 settled; counted as processor_bugs, unsettled inputs are dead-lettered \
+                 (logged once per worker)",
+                self.index,
+                self.processor.name(),
+                inputs.len(),
+                out_of_range,
+                bugs - out_of_range
+            );
+        }
+        if out_of_range == 0 {
+            return Ok(0);
+        }
+        let n = inputs.len();
+        outputs.retain(|o| (o.input as usize) < n);
+        let mut dead_lettered = 0;
+        for (message, _) in inputs.iter().zip(settled).filter(|(_, settled)| !**settled) {
+            let failure = Failure {
+                input: 0,
+                category: ErrorCategory::Unknown,
+                reason: "processor bug: an output or failure of this batch named an input \
+                         outside it; this input was not settled",
+            };
+            self.dead_letter_input(message, &failure)?;
+            dead_lettered += 1;
+        }
+        Ok(dead_lettered)
     }
 
     #[cold]
@@ -408,6 +489,7 @@ impl Harness {
             batch_records,
             watermark_per_worker: true,
             sizer: BatchSizer::fixed(batch_records),
+            bug_logged: false,
         };
         let harness = Harness {
             core,
