@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use corestream::config::kafka::{KafkaClientSpec, KafkaSinkSpec, KafkaSourceSpec, TopicCreation};
 use corestream::engine::{Engine, EngineSettings};
+use corestream::kafka::{KafkaClientSpec, KafkaSinkSpec, KafkaSourceSpec, TopicCreation};
 use corestream::metrics::Counter;
 use corestream::processor::Processor;
 use corestream::retry::{ActionTable, RetryPolicy};
@@ -296,10 +296,9 @@ fn corestream(
             client: client.clone(),
             group: group.to_string(),
             topics: vec![input.to_string()],
-            commit_interval: corestream::config::kafka::COMMIT_INTERVAL_DEFAULT,
+            commit_interval: corestream::kafka::spec::COMMIT_INTERVAL_DEFAULT,
             commit_every_messages,
-            queued_max_messages_kbytes:
-                corestream::config::kafka::QUEUED_MAX_MESSAGES_KBYTES_DEFAULT,
+            queued_max_messages_kbytes: corestream::kafka::spec::QUEUED_MAX_MESSAGES_KBYTES_DEFAULT,
             topic_creation: none,
         },
         KafkaSourceOptions {
@@ -375,7 +374,7 @@ fn main() {
     let partitions = env_or("CORESTREAM_BENCH_PARTITIONS", 32) as i32;
     let commit_every = env_or(
         "CORESTREAM_BENCH_COMMIT_EVERY",
-        corestream::config::kafka::COMMIT_EVERY_MESSAGES_DEFAULT,
+        corestream::kafka::spec::COMMIT_EVERY_MESSAGES_DEFAULT,
     );
     let external = std::env::var("CORESTREAM_BENCH_BROKERS").ok();
     let mock = match &external {

@@ -63,13 +63,13 @@ fn main() {
     let report = engine.run().expect("the run completes");
     let s = &report.snapshot;
     println!(
-        "{} messages in {:.2}s: {} paid orders delivered, {} filtered, {} dead-lettered; latency p99 {} ns",
+        "{} messages in {:.2}s: {} paid orders delivered, {} filtered, {} dead-lettered; latency p99 {:?}",
         s.get(Counter::MessagesIn),
         s.elapsed.as_secs_f64(),
         s.get(Counter::Outputs),
         s.get(Counter::Filtered),
         s.get(Counter::DeadLettered),
-        s.latency.p99
+        std::time::Duration::from_nanos(s.latency.p99)
     );
     assert_eq!(
         s.get(Counter::MessagesIn),

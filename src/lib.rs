@@ -9,7 +9,6 @@ pub mod ack;
 pub mod cli;
 pub mod config;
 pub mod engine;
-#[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod limits;
 pub mod message;

@@ -20,6 +20,9 @@ pub const RECORD_HEADER_BYTES: usize = 40;
 /// minus one fits the header's `u16` length and is far beyond any practical key.
 pub const KEY_BYTES_MAX: usize = u16::MAX as usize - 1;
 
+/// Longest Kafka topic name (Kafka's own rule), and so of a rendered topic template.
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+
 /// Largest encoded header block per record (fits the frame's `u16` length).
 pub const HEADERS_BYTES_MAX: usize = u16::MAX as usize - 1;
 

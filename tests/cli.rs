@@ -388,3 +388,32 @@ fn second_sigint_exits_at_once_with_130() {
     }
     drop(stdout); // open until the exit: the pipe stays full, never broken
 }
+
+/// Rough edges a new user hit: flags named as typed, nothing measured is refused,
+/// `validate` takes several files and prints each heading once.
+#[test]
+fn bench_flags_and_validate_of_several_files_say_what_was_typed() {
+    let out = binary().args(["bench", "--batch", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--batch:") && !stderr.contains("--batch-records"), "{stderr}");
+    let out = binary().args(["bench", "--messages", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let dir = temp_dir("validate-several");
+    let good = dir.join("good.toml");
+    write(&good, "[source]\ntype = \"generator\"\n[sink]\ntype = \"null\"\n");
+    let bad = dir.join("bad.toml");
+    write(&bad, "[source]\ntype = \"generator\"\n");
+    let out = binary()
+        .args(["validate", good.to_str().unwrap(), bad.to_str().unwrap(), good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "the worst file decides");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.matches(": valid").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("retry:").count(), 2, "one retry heading per file: {stdout}");
+    assert!(!stdout.contains("retry (effective"), "{stdout}");
+    assert!(stdout.contains("processor chain: (none"), "{stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing [sink] section"));
+}

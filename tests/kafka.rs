@@ -490,8 +490,7 @@ fn check_reports_brokers_topics_and_partitions_and_fails_fast_when_unreachable()
     let mock = mock();
     let brokers = mock.bootstrap_servers();
     create_topic(&mock, "checked", 5);
-    let spec =
-        corestream::config::kafka::KafkaClientSpec { brokers: brokers.clone(), properties: vec![] };
+    let spec = corestream::kafka::KafkaClientSpec { brokers: brokers.clone(), properties: vec![] };
     produce_orders(&brokers, "checked", 5, 0..10);
     let report =
         admin::check(&spec, &["checked", "absent"], Some("nobody"), Duration::from_secs(10))
@@ -507,10 +506,8 @@ fn check_reports_brokers_topics_and_partitions_and_fails_fast_when_unreachable()
     assert!(text.contains("group \"nobody\" on checked: lag 50"), "{text}");
 
     // Nothing listens on port 1: a bounded, clear error.
-    let nowhere = corestream::config::kafka::KafkaClientSpec {
-        brokers: "127.0.0.1:1".into(),
-        properties: vec![],
-    };
+    let nowhere =
+        corestream::kafka::KafkaClientSpec { brokers: "127.0.0.1:1".into(), properties: vec![] };
     let started = std::time::Instant::now();
     let error =
         admin::check(&nowhere, &["x"], None, Duration::from_secs(2)).expect_err("unreachable");
@@ -525,7 +522,7 @@ fn a_missing_topic_is_waited_for_by_the_retry_policy_then_reported() {
     use corestream::kafka::admin::{MissingTopic, ensure_topics};
     let mock = mock();
     let brokers = mock.bootstrap_servers();
-    let spec = corestream::config::kafka::KafkaClientSpec { brokers, properties: vec![] };
+    let spec = corestream::kafka::KafkaClientSpec { brokers, properties: vec![] };
     let policy = retry_policy();
     let started = std::time::Instant::now();
     let error =
@@ -549,8 +546,7 @@ fn the_kafka_dead_letter_topic_keeps_the_message_and_says_why() {
     let mock = mock();
     let brokers = mock.bootstrap_servers();
     create_topic(&mock, "dlq", 1);
-    let spec =
-        corestream::config::kafka::KafkaClientSpec { brokers: brokers.clone(), properties: vec![] };
+    let spec = corestream::kafka::KafkaClientSpec { brokers: brokers.clone(), properties: vec![] };
     let dead_letter = KafkaDeadLetter::new(&spec, "dlq").expect("dead-letter producer");
     let record = DeadLetterRecord {
         category: ErrorCategory::Serialization,

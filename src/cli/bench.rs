@@ -42,7 +42,8 @@ pub struct BenchArgs {
     /// Messages to generate (ignored with --input).
     #[arg(long, default_value_t = 20_000_000)]
     pub messages: u64,
-    /// Generated payload size in bytes.
+    /// Generated payload size in bytes: messages are padded up to it, and are never
+    /// shorter than an order's fields (~100-130 bytes); the result reports the mean.
     #[arg(long, default_value_t = 100)]
     pub message_bytes: usize,
     /// Records per batch (ring publish and worker batch).
@@ -154,12 +155,21 @@ pub fn run(args: &BenchArgs) -> i32 {
         ..EngineSettings::default()
     };
     if let Err(e) = settings.validate() {
+        // The flag that sets each engine setting.
+        let flag = match e.setting {
+            "batch_records" => "batch",
+            other => other,
+        };
         eprintln!(
             "corestream bench: --{}: {} (hint: {})",
-            e.setting.replace('_', "-"),
+            flag.replace('_', "-"),
             e.message,
             e.hint
         );
+        return EXIT_CONFIG;
+    }
+    if args.input.is_none() && args.messages == 0 {
+        eprintln!("corestream bench: --messages: must be at least 1 (nothing to measure)");
         return EXIT_CONFIG;
     }
     let source: Box<dyn Source> = match &args.input {

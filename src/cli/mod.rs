@@ -59,8 +59,9 @@ pub enum Command {
     },
     /// Check a pipeline file offline and print the compiled pipeline.
     Validate {
-        /// The pipeline file.
-        config: PathBuf,
+        /// The pipeline files (each is checked; the exit code is the worst).
+        #[arg(required = true)]
+        configs: Vec<PathBuf>,
     },
     /// Measure the engine: generator -> processor -> null.
     Bench(bench::BenchArgs),
@@ -87,7 +88,17 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Run { config, progress_secs } => run(&config, progress_secs),
-        Command::Validate { config } => validate(&config),
+        Command::Validate { configs } => {
+            // Every file is checked, in order; the exit code is the worst one's.
+            let mut worst = EXIT_OK;
+            for (i, config) in configs.iter().enumerate() {
+                if i > 0 {
+                    out!("");
+                }
+                worst = worst.max(validate(config));
+            }
+            worst
+        }
         Command::Bench(args) => bench::run(&args),
         Command::Check { config, timeout_secs } => check::run(&config, timeout_secs),
     }
@@ -201,13 +212,17 @@ fn validate(path: &std::path::Path) -> i32 {
         Err(code) => return code,
     };
     let chain = match build::processors(&config) {
-        Ok(_) => crate::transform::describe_steps(&config.steps, &config.text),
+        Ok(_) => crate::config::steps::describe_steps(&config.steps, &config.text),
         Err(e) => return build_error(e),
     };
     out!("{}: valid", path.display());
     out!("engine: {}", crate::config::DisplayEngine(&config.engine));
     out!("source: {}", config.source);
-    out!("processor chain:\n{chain}");
+    // The chain's description starts with its own "pipeline:" heading.
+    out!(
+        "processor chain: {}",
+        chain.trim_start().strip_prefix("pipeline: ").unwrap_or(chain.trim_start())
+    );
     out!("sink: {}", config.sink);
     out!(
         "sink circuit breaker: opens after {} consecutive failures for {}",
@@ -238,6 +253,7 @@ fn validate(path: &std::path::Path) -> i32 {
              add [dead_letter] type = \"file\" to keep failures or \"discard\" to drop them)"
         ),
     }
-    out!("retry (effective, with where each value came from):\n{}", config.retry);
+    // Its own heading: "retry:", each value with where it came from.
+    out!("{}", config.retry);
     EXIT_OK
 }

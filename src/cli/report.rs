@@ -17,6 +17,9 @@ pub struct Progress {
     batch_size_workers: Option<usize>,
 }
 
+/// When the first progress line is printed (later ones follow the interval).
+const FIRST_PROGRESS: Duration = Duration::from_millis(100);
+
 impl Progress {
     pub fn new(interval: Option<Duration>) -> Self {
         Progress {
@@ -40,7 +43,9 @@ impl Progress {
     pub fn tick(&mut self, metrics: &Metrics) {
         let Some(interval) = self.interval else { return };
         let elapsed = self.last.elapsed();
-        if elapsed < interval {
+        // The first line comes after 100 ms, so a short run shows progress too.
+        let due = if self.printed { interval } else { interval.min(FIRST_PROGRESS) };
+        if elapsed < due {
             return;
         }
         let counters = metrics.counters();

@@ -45,7 +45,7 @@ pub fn processors(config: &PipelineConfig) -> Result<ProcessorFactory, BuildErro
     if config.steps.is_empty() {
         return Ok(Box::new(|_| Box::new(PassThrough)));
     }
-    let pipeline = crate::transform::compile_steps(&config.steps, &config.text)
+    let pipeline = crate::config::steps::compile_steps(&config.steps, &config.text)
         .map_err(|d: Diagnostic| BuildError::Config(config.error(d)))?;
     Ok(Box::new(move |_| Box::new(pipeline.clone())))
 }
@@ -63,7 +63,15 @@ pub fn source(config: &PipelineConfig) -> Result<Box<dyn Source>, BuildError> {
         }
         SourceSpec::File { path, checkpoint, checkpoint_interval } => Box::new(
             FileSource::new(path, checkpoint.as_deref(), *checkpoint_interval, record_bytes_max)
-                .map_err(|e| BuildError::Io(e.to_string()))?,
+                .map_err(|e| {
+                    let hint = if path.exists() {
+                        ""
+                    } else {
+                        " (paths are relative to the pipeline file; an example's dataset is \
+                         made by the command in its header)"
+                    };
+                    BuildError::Io(format!("{e}{hint}"))
+                })?,
         ),
         SourceSpec::Stdin => Box::new(StdinSource::new(record_bytes_max)),
         SourceSpec::Kafka(_) => return Err(kafka_unavailable()),
@@ -73,7 +81,7 @@ pub fn source(config: &PipelineConfig) -> Result<Box<dyn Source>, BuildError> {
 #[cfg(feature = "kafka")]
 fn kafka_source(
     config: &PipelineConfig,
-    spec: &super::kafka::KafkaSourceSpec,
+    spec: &crate::kafka::KafkaSourceSpec,
 ) -> Result<Box<dyn Source>, BuildError> {
     use crate::source::kafka::{KafkaSource, KafkaSourceOptions};
     let creation = spec.topic_creation;

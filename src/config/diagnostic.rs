@@ -163,34 +163,6 @@ impl ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The candidate closest to `word` by edit distance, if close enough to be a typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(above + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,11 +214,5 @@ mod tests {
     fn columns_count_characters_not_bytes() {
         assert_eq!(line_column("a = \"é\" x", 8), (1, 8));
         assert_eq!(line_column("x\ny", 2), (2, 1));
-    }
-
-    #[test]
-    fn suggestions_only_for_near_misses() {
-        assert_eq!(did_you_mean("wrokers", ["workers", "ring_bytes"]), Some("workers"));
-        assert_eq!(did_you_mean("zzz", ["workers", "ring_bytes"]), None);
     }
 }

@@ -39,7 +39,7 @@ pub fn fuzz_check_config(data: &[u8]) {
     assert!(!shown.is_empty());
     match build::processors(&config) {
         Ok(_) => {
-            let described = crate::transform::describe_steps(&config.steps, &config.text);
+            let described = crate::config::steps::describe_steps(&config.steps, &config.text);
             assert!(!described.trim().is_empty(), "the chain is described");
             assert!(!described.contains("does not compile"), "{described}");
         }

@@ -53,6 +53,9 @@ mod fuzz;
 pub mod kafka;
 pub mod memory;
 mod paths;
+pub mod steps;
+
+pub use steps::RawStep;
 
 #[doc(hidden)]
 pub use fuzz::fuzz_check_config;
@@ -74,7 +77,8 @@ use crate::source::generator::GeneratorSettings;
 use crate::worker::BatchSizing;
 use crate::worker::Placement;
 
-pub use diagnostic::{ConfigError, Diagnostic, did_you_mean};
+use crate::parse::suggest::closest;
+pub use diagnostic::{ConfigError, Diagnostic};
 
 /// A size: an integer number of bytes, or a string such as "64MiB" (see
 /// [`crate::parse::size`]).
@@ -202,22 +206,6 @@ struct RawSource {
     topic_replication: Option<Spanned<u64>>,
 }
 
-/// One processor step as written; compiled by [`crate::transform`].
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStep {
-    #[serde(rename = "type")]
-    pub kind: Spanned<String>,
-    pub expr: Option<Spanned<String>>,
-    pub topic: Option<Spanned<String>>,
-    pub default: Option<Spanned<String>>,
-    pub fields: Option<Spanned<OrderedTable>>,
-    pub key: Option<Spanned<String>>,
-    pub window: Option<Spanned<u64>>,
-    pub field: Option<Spanned<String>>,
-    pub table: Option<Spanned<OrderedTable>>,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSink {
@@ -265,7 +253,7 @@ pub enum SourceSpec {
     Generator(GeneratorSettings),
     File { path: PathBuf, checkpoint: Option<PathBuf>, checkpoint_interval: Duration },
     Stdin,
-    Kafka(kafka::KafkaSourceSpec),
+    Kafka(crate::kafka::KafkaSourceSpec),
 }
 
 /// Where they go.
@@ -284,7 +272,7 @@ pub enum SinkSpec {
         buffer_bytes: usize,
         writer: WriterSettings,
     },
-    Kafka(kafka::KafkaSinkSpec),
+    Kafka(crate::kafka::KafkaSinkSpec),
 }
 
 /// Where undeliverable messages go.
@@ -295,7 +283,7 @@ pub enum DeadLetterSpec {
     File {
         path: PathBuf,
     },
-    Kafka(kafka::KafkaDeadLetterSpec),
+    Kafka(crate::kafka::KafkaDeadLetterSpec),
 }
 
 /// A checked pipeline file.
@@ -473,7 +461,7 @@ fn toml_diagnostic(error: &toml::de::Error, text: &str) -> Diagnostic {
     {
         let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
         diagnostic.message = format!("unknown field `{field}`");
-        diagnostic.hint = Some(match did_you_mean(field, candidates.iter().copied()) {
+        diagnostic.hint = Some(match closest(field, candidates.iter().copied()) {
             Some(best) => format!("did you mean `{best}`?"),
             None => format!("expected one of: {}", candidates.join(", ")),
         });
@@ -697,7 +685,7 @@ fn only_fields(
 }
 
 fn unknown_type(kind: &Spanned<String>, section: &str, known: &[&str]) -> Diagnostic {
-    let hint = match did_you_mean(kind.get_ref(), known.iter().copied()) {
+    let hint = match closest(kind.get_ref(), known.iter().copied()) {
         Some(best) => format!("did you mean \"{best}\"?"),
         None => format!("known types: {}", known.join(", ")),
     };
@@ -901,7 +889,7 @@ fn writer_settings(s: &RawSink, flush_bytes: usize) -> Result<WriterSettings, Di
             "none" => Compression::None,
             "zstd" => Compression::Zstd { level: ZSTD_LEVEL_DEFAULT },
             other => {
-                let hint = match did_you_mean(other, ["none", "zstd"]) {
+                let hint = match closest(other, ["none", "zstd"]) {
                     Some(best) => format!("did you mean \"{best}\"?"),
                     None => "known: \"none\", \"zstd\"".to_string(),
                 };

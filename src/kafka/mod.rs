@@ -1,4 +1,5 @@
-//! Kafka through librdkafka (feature `kafka`): what the Kafka source
+//! Kafka: [`spec`] (settings and topic-name rules, always built) and, through
+//! librdkafka (feature `kafka`), what the Kafka source
 //! ([`crate::source::kafka`]), the Kafka sink and dead-letter topic
 //! ([`crate::sink::kafka`]) share.
 //!
@@ -12,18 +13,23 @@
 //! manages itself (brokers, group, offset handling), which the config refuses in
 //! `properties`.
 
+#[cfg(feature = "kafka")]
 pub mod admin;
+#[cfg(feature = "kafka")]
 pub mod native;
+pub mod spec;
 
+#[cfg(feature = "kafka")]
 use native::NativeConf;
 
-pub use crate::config::kafka::{
+pub use spec::{
     KafkaClientSpec, KafkaDeadLetterSpec, KafkaSinkSpec, KafkaSourceSpec, TopicCreation,
 };
 
 /// The `client.id` corestream's clients announce unless `properties` set one.
 pub const CLIENT_ID: &str = "corestream";
 
+#[cfg(feature = "kafka")]
 /// Builds a native configuration: `defaults`, then the user's properties, then
 /// `managed`. Each error names the property and carries librdkafka's explanation.
 pub fn native_conf(
@@ -50,6 +56,7 @@ pub fn native_conf(
     Ok(conf)
 }
 
+#[cfg(feature = "kafka")]
 /// The same settings as an rdkafka `ClientConfig`, for the off-path clients
 /// (admin, metadata).
 pub fn client_config(spec: &KafkaClientSpec) -> rdkafka::ClientConfig {
@@ -62,6 +69,7 @@ pub fn client_config(spec: &KafkaClientSpec) -> rdkafka::ClientConfig {
     config
 }
 
+#[cfg(feature = "kafka")]
 /// Partitions and replication factor of a topic corestream creates, resolved from
 /// the config, else the environment/defaults of the retry settings.
 pub fn creation_numbers(

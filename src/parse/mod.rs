@@ -16,6 +16,7 @@
 pub mod duration;
 pub mod error;
 pub mod size;
+pub mod suggest;
 pub mod toml_string;
 
 pub use error::ParseError;

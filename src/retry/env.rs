@@ -42,6 +42,7 @@ use toml::Spanned;
 
 use super::category::{Action, ActionTable, ErrorCategory};
 use super::policy::{ATTEMPTS_MAX_LIMIT, PolicyError, PolicyParams, RetryPolicy, Strategy};
+pub use super::sourced::{Source, Sourced, Sources};
 use crate::parse::ParseError;
 use crate::parse::duration::{DisplayDuration, parse_duration};
 
@@ -99,63 +100,6 @@ const _: () = assert!(ATTEMPTS_MAX_LIMIT == 10_000 && TOPIC_PARTITIONS_MAX == 10
 const _: () =
     assert!(TOPIC_PARTITIONS_DEFAULT >= 1 && TOPIC_PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
 const _: () = assert!(TOPIC_REPLICATION_DEFAULT >= 1);
-
-/// Where a value came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    /// The built-in default.
-    Default,
-    /// The environment variable with this name.
-    Env(&'static str),
-    /// The config file key with this dotted path (`retry.initial`).
-    Config(&'static str),
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Default => f.write_str("default"),
-            Source::Env(var) => write!(f, "env {var}"),
-            Source::Config(key) => write!(f, "config {key}"),
-        }
-    }
-}
-
-/// A value and where it came from.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub source: Source,
-}
-
-/// The source of each policy setting (for error messages of [`RetryPolicy::build_sourced`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sources {
-    pub strategy: Source,
-    pub initial: Source,
-    pub multiplier: Source,
-    pub step: Source,
-    pub max: Source,
-    pub attempts_max: Source,
-    pub elapsed_max: Source,
-    pub jitter: Source,
-}
-
-impl Sources {
-    /// Every setting from the same source.
-    pub const fn all(source: Source) -> Sources {
-        Sources {
-            strategy: source,
-            initial: source,
-            multiplier: source,
-            step: source,
-            max: source,
-            attempts_max: source,
-            elapsed_max: source,
-            jitter: source,
-        }
-    }
-}
 
 /// A bad environment value.
 #[derive(Clone, Debug, PartialEq)]
@@ -227,7 +171,7 @@ where
             // Compare what follows the prefix with the known names of that prefix.
             let rest = name[prefix.len()..].to_ascii_uppercase();
             let known = ENV_VARS.iter().filter_map(|var| var.strip_prefix(prefix));
-            let suggestion = crate::config::diagnostic::did_you_mean(&rest, known)
+            let suggestion = crate::parse::suggest::closest(&rest, known)
                 .and_then(|best| ENV_VARS.iter().copied().find(|var| var[prefix.len()..] == *best));
             Some((name.to_string(), suggestion))
         })
@@ -772,7 +716,14 @@ impl fmt::Display for EffectiveRetry {
         let shown = DISPLAY_DELAYS_MAX.min(self.policy.attempts_max().saturating_sub(1));
         for retry in 0..shown {
             let separator = if retry == 0 { "" } else { ", " };
-            write!(f, "{separator}{}", d(self.policy.delay(retry)))?;
+            // Readable: to the millisecond (the table itself keeps nanoseconds).
+            let delay = self.policy.delay(retry);
+            let rounded = if delay >= Duration::from_secs(1) {
+                Duration::from_millis(((delay.as_nanos() + 500_000) / 1_000_000) as u64)
+            } else {
+                delay
+            };
+            write!(f, "{separator}{}", d(rounded))?;
         }
         if shown == 0 {
             write!(f, "none (one attempt)")?;

@@ -2,7 +2,8 @@
 //!
 //! - [`policy`]: strategies and the delay table built once per policy; per-message
 //!   [`policy::RetryState`].
-//! - [`env`]: default < environment < config file, with the source of each value.
+//! - [`env`]: default < environment < config file; [`sourced`]: where each value
+//!   came from.
 //! - [`category`]: error categories from Kafka codes or text; the action per category.
 //! - [`counters`]: per-category × per-outcome counter layout and the typed event.
 //! - [`breaker`]: the per-sink circuit breaker.
@@ -15,6 +16,7 @@ pub mod category;
 pub mod counters;
 pub mod env;
 pub mod policy;
+pub mod sourced;
 
 pub use category::{Action, ActionTable, ErrorCategory};
 pub use policy::{RetryPolicy, RetryState, SplitMix64, Strategy};

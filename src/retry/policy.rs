@@ -15,7 +15,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::env::Sourced;
+use super::sourced::{Source, Sourced, Sources};
 
 /// Delays precomputed per policy. Exponential growth from the default 2s by x1.5
 /// reaches the 120s cap at retry 11; 64 entries cover any multiplier >= 1.1 from 1ms
@@ -202,7 +202,7 @@ impl std::error::Error for PolicyError {}
 impl PolicyError {
     /// Where the values at fault came from, the first most to blame (for
     /// `InitialAboveMax`, the initial delay, then the cap).
-    pub fn sources(&self) -> Vec<super::env::Source> {
+    pub fn sources(&self) -> Vec<Source> {
         match self {
             PolicyError::Multiplier(v) => vec![v.source],
             PolicyError::InitialZero(v) | PolicyError::MaxTooLarge(v) | PolicyError::Elapsed(v) => {
@@ -251,16 +251,16 @@ impl RetryPolicy {
     /// Validates `params` and computes the delay table. Values carry their source only
     /// for error messages; use [`RetryPolicy::build_sourced`] to keep provenance.
     pub fn build(params: &PolicyParams) -> Result<RetryPolicy, PolicyError> {
-        let default = super::env::Source::Default;
-        Self::build_sourced(params, &super::env::Sources::all(default))
+        let default = Source::Default;
+        Self::build_sourced(params, &Sources::all(default))
     }
 
     /// As [`RetryPolicy::build`], naming each value's source in errors.
     pub fn build_sourced(
         params: &PolicyParams,
-        sources: &super::env::Sources,
+        sources: &Sources,
     ) -> Result<RetryPolicy, PolicyError> {
-        fn sourced<T>(value: T, source: super::env::Source) -> Sourced<T> {
+        fn sourced<T>(value: T, source: Source) -> Sourced<T> {
             Sourced { value, source }
         }
         let multiplier = params.multiplier;

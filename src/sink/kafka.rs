@@ -894,7 +894,7 @@ impl KafkaSink {
     /// A topic not seen before: check its name, create it if configured, cache it.
     #[cold]
     fn new_topic(&mut self, topic: &str) -> Result<NonNull<rd::rd_kafka_topic_t>, SendFailure> {
-        if let Some(problem) = crate::config::kafka::topic_name_problem(topic) {
+        if let Some(problem) = crate::kafka::spec::topic_name_problem(topic) {
             return Err(SendFailure::BadTopic(
                 ErrorCategory::Serialization,
                 format!("invalid topic {topic:?}: {problem}"),

@@ -325,7 +325,8 @@ impl Source for GeneratorSource {
     fn describe(&self) -> String {
         let s = &self.settings;
         format!(
-            "generator (count {}, rate {}, keys {}, message_bytes {})",
+            "generator (count {}, rate {}, keys {}, message_bytes {}: padded up to it, never \
+             below an order's fields, ~100-130 bytes)",
             s.count.map_or("unlimited".to_string(), |c| c.to_string()),
             s.rate_per_sec.map_or("unlimited".to_string(), |r| format!("{r}/s")),
             s.keys,

@@ -354,12 +354,12 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
                 let t = Template::compile(src.get_ref(), &mut resolve)
                     .map_err(|e| expr_error(config_text, src, e))?;
                 let default = match &step.default {
-                    Some(d) if d.get_ref().len() > super::template::TOPIC_BYTES_MAX => {
+                    Some(d) if d.get_ref().len() > super::template::TOPIC_NAME_BYTES_MAX => {
                         return Err(CompileError {
                             span: d.span(),
                             message: format!(
                                 "default topic longer than {} bytes",
-                                super::template::TOPIC_BYTES_MAX
+                                super::template::TOPIC_NAME_BYTES_MAX
                             ),
                             hint: None,
                         });

@@ -9,7 +9,7 @@
 //! `$`. Strings render as they are, numbers as JSON prints them, bools as
 //! `true`/`false`; an object or array is an error.
 //!
-//! Rendering writes into a scratch buffer reserved once ([`TOPIC_BYTES_MAX`] plus the
+//! Rendering writes into a scratch buffer reserved once ([`TOPIC_NAME_BYTES_MAX`] plus the
 //! longest number) and copies the result into the arena: no heap allocation.
 
 use std::fmt;
@@ -19,13 +19,13 @@ use super::json::PATH_SEGMENTS_MAX;
 use super::value::{Value, write_text};
 
 /// Longest topic a template may render: Kafka's limit on topic names.
-pub const TOPIC_BYTES_MAX: usize = 249;
+pub use crate::limits::TOPIC_NAME_BYTES_MAX;
 /// Longest text a number or bool renders to (`-9223372036854775808`, a 17-digit float
-/// with exponent): scratch space reserved beyond [`TOPIC_BYTES_MAX`] so that writing a
+/// with exponent): scratch space reserved beyond [`TOPIC_NAME_BYTES_MAX`] so that writing a
 /// number never grows the buffer.
 pub const NUMBER_TEXT_BYTES_MAX: usize = 32;
 /// Capacity to reserve for the scratch buffer passed to [`Template::render`].
-pub const SCRATCH_BYTES: usize = TOPIC_BYTES_MAX + NUMBER_TEXT_BYTES_MAX;
+pub const SCRATCH_BYTES: usize = TOPIC_NAME_BYTES_MAX + NUMBER_TEXT_BYTES_MAX;
 /// Most parts (literals and fields) in one template.
 pub const PARTS_MAX: usize = 64;
 
@@ -151,7 +151,7 @@ impl Template {
                 }
             };
             if let Some(d) = default {
-                if d.len() > TOPIC_BYTES_MAX {
+                if d.len() > TOPIC_NAME_BYTES_MAX {
                     return Err(err(
                         name_at + name.len(),
                         d.len() + 2,
@@ -179,11 +179,11 @@ impl Template {
                 None,
             ));
         }
-        if t.literals.len() > TOPIC_BYTES_MAX {
+        if t.literals.len() > TOPIC_NAME_BYTES_MAX {
             return Err(err(
                 0,
                 src.len(),
-                format!("template text is longer than {TOPIC_BYTES_MAX} bytes"),
+                format!("template text is longer than {TOPIC_NAME_BYTES_MAX} bytes"),
                 None,
             ));
         }
@@ -229,7 +229,7 @@ impl Template {
     }
 
     /// Appends the rendering to `out`; fails before `out` would pass
-    /// [`TOPIC_BYTES_MAX`].
+    /// [`TOPIC_NAME_BYTES_MAX`].
     #[inline]
     pub fn render_into(&self, env: &Env<'_>, out: &mut Vec<u8>) -> Result<(), RenderError> {
         let base = out.len();
@@ -238,7 +238,7 @@ impl Template {
             let (source, default) = match part {
                 Part::Lit(a, b) => {
                     let text = &self.literals.as_bytes()[*a as usize..*b as usize];
-                    if text.len() > TOPIC_BYTES_MAX - (out.len() - base) {
+                    if text.len() > TOPIC_NAME_BYTES_MAX - (out.len() - base) {
                         return Err(fail("rendered topic longer than 249 bytes"));
                     }
                     out.extend_from_slice(text);
@@ -251,7 +251,7 @@ impl Template {
                 Source::Meta(kind) => meta_value(*kind, env).map_err(fail)?,
                 Source::Header(h) => header_value(h, env).map_err(fail)?,
             };
-            let room = TOPIC_BYTES_MAX - (out.len() - base);
+            let room = TOPIC_NAME_BYTES_MAX - (out.len() - base);
             match value {
                 Value::Null => match default {
                     Some(d) if d.len() <= room => out.extend_from_slice(d.as_bytes()),
@@ -264,7 +264,7 @@ impl Template {
                 }
                 v => write_text(out, &v).map_err(fail)?,
             }
-            if out.len() - base > TOPIC_BYTES_MAX {
+            if out.len() - base > TOPIC_NAME_BYTES_MAX {
                 return Err(fail("rendered topic longer than 249 bytes"));
             }
         }
@@ -375,7 +375,7 @@ pub fn fuzz_check_template(data: &[u8]) {
             rest = &rest[c.len_utf8()..];
         }
     }
-    let ok = ok && naive.len() <= TOPIC_BYTES_MAX;
+    let ok = ok && naive.len() <= TOPIC_NAME_BYTES_MAX;
     match ours {
         Ok(text) => {
             assert!(ok, "{src:?}: rendered {text:?} but the naive substitution fails");

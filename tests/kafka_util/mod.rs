@@ -12,7 +12,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use corestream::config::kafka::{KafkaClientSpec, KafkaSinkSpec, KafkaSourceSpec, TopicCreation};
+use corestream::kafka::{KafkaClientSpec, KafkaSinkSpec, KafkaSourceSpec, TopicCreation};
 
 /// Distinct customers per source partition (keys never span partitions, so per-key
 /// order is the order of their source partition).

@@ -460,35 +460,7 @@ struct Compiler<'p, 'r, 'x> {
     out: Expr,
 }
 
-/// Edit distance, for "did you mean" hints.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(row[j]).min(row[j + 1]) };
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-/// The closest candidate within an edit distance of 2 (or a third of the length).
-pub fn did_you_mean<'c>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'c str>,
-) -> Option<String> {
-    let limit = (word.len() / 3).max(2);
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| format!("did you mean `{c}`?"))
-}
+pub use crate::parse::suggest::did_you_mean;
 
 fn err(span: (usize, usize), message: impl Into<String>) -> ExprError {
     ExprError { offset: span.0, len: span.1 - span.0, message: message.into(), hint: None }

@@ -1,0 +1,97 @@
+//! `[[processor]]` tables as written, and their way into the transform chain
+//! (cold path). The chain owns its configuration ([`StepConfig`], in
+//! [`crate::transform::pipeline`]); this module only reads the TOML shape, refuses
+//! keys a step type does not take, and turns compile errors into diagnostics.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Diagnostic, OrderedTable};
+use crate::transform::Chain;
+use crate::transform::pipeline::{CompileError, FieldList, StepConfig};
+
+/// One processor step as written; compiled by [`crate::transform`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub expr: Option<Spanned<String>>,
+    pub topic: Option<Spanned<String>>,
+    pub default: Option<Spanned<String>>,
+    pub fields: Option<Spanned<OrderedTable>>,
+    pub key: Option<Spanned<String>>,
+    pub window: Option<Spanned<u64>>,
+    pub field: Option<Spanned<String>>,
+    pub table: Option<Spanned<OrderedTable>>,
+}
+
+fn diagnostic(e: CompileError) -> Diagnostic {
+    let d = Diagnostic::new(Some(e.span), e.message);
+    match e.hint {
+        Some(h) => d.hint(h),
+        None => d,
+    }
+}
+
+/// Converts the configuration's steps; keys this chain does not know are errors.
+fn step_configs(steps: &[Spanned<RawStep>]) -> Result<Vec<StepConfig>, Diagnostic> {
+    let mut out = Vec::with_capacity(steps.len());
+    for step in steps {
+        let raw = step.get_ref();
+        let kind = raw.kind.get_ref().as_str();
+        if matches!(kind, "dedup" | "enrich") {
+            return Err(Diagnostic::new(
+                Some(raw.kind.span()),
+                format!("`{kind}` steps are not implemented yet"),
+            )
+            .hint("available step types: schema, filter, route, map"));
+        }
+        let foreign = [
+            ("key", raw.key.as_ref().map(Spanned::span)),
+            ("window", raw.window.as_ref().map(Spanned::span)),
+            ("field", raw.field.as_ref().map(Spanned::span)),
+            ("table", raw.table.as_ref().map(Spanned::span)),
+        ];
+        if let Some((key, Some(span))) = foreign.into_iter().find(|(_, s)| s.is_some()) {
+            return Err(Diagnostic::new(
+                Some(span),
+                format!("`{key}` does not belong in a `{kind}` step"),
+            ));
+        }
+        let fields = raw.fields.as_ref().map(|f| {
+            // The configuration keeps no key positions: a key's errors point at its value.
+            let list = f
+                .get_ref()
+                .0
+                .iter()
+                .map(|(k, v)| (Spanned::new(v.span(), k.clone()), v.clone()))
+                .collect();
+            Spanned::new(f.span(), FieldList(list))
+        });
+        out.push(StepConfig {
+            kind: raw.kind.clone(),
+            expr: raw.expr.clone(),
+            topic: raw.topic.clone(),
+            default: raw.default.clone(),
+            fields,
+        });
+    }
+    Ok(out)
+}
+
+/// Compiles the configuration's processor steps.
+pub fn compile_steps(steps: &[Spanned<RawStep>], config_text: &str) -> Result<Chain, Diagnostic> {
+    crate::transform::compile(&step_configs(steps)?, config_text).map_err(diagnostic)
+}
+
+/// The compiled chain in readable form, for `corestream validate`.
+pub fn describe_steps(steps: &[Spanned<RawStep>], config_text: &str) -> String {
+    if steps.is_empty() {
+        return "  (none: messages pass through unchanged)".to_string();
+    }
+    match compile_steps(steps, config_text) {
+        Ok(chain) => chain.to_string(),
+        Err(d) => format!("  (does not compile: {})", d.message),
+    }
+}
