@@ -417,3 +417,46 @@ fn bench_flags_and_validate_of_several_files_say_what_was_typed() {
     assert!(stdout.contains("processor chain: (none"), "{stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing [sink] section"));
 }
+
+/// `corestream test`: the example's tests pass; a wrong expectation fails with the
+/// difference (exit 1); a broken test file is exit 2.
+#[test]
+fn test_command_passes_the_examples_and_shows_differences() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart.toml");
+    let out = binary().args(["test", example.to_str().unwrap()]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+
+    let dir = temp_dir("test-command");
+    let tests = dir.join("wrong.test.toml");
+    write(
+        &tests,
+        "[[test]]\nname = \"wrong cents\"\ninput = [{ payload = '{\"id\":1,\"customer\":\"c\",\"region\":\"eu\",\"status\":\"paid\",\"amount\":150.5,\"currency\":\"EUR\"}' }]\n\
+         [[test.expect]]\ntopic = \"orders.eu.USD\"\nfields = { amount_cents = 1 }\n\
+         [[test]]\nname = \"expects an output that is filtered\"\ninput = [{ payload = '{\"id\":2,\"customer\":\"c\",\"region\":\"eu\",\"status\":\"open\",\"amount\":1.0,\"currency\":\"EUR\"}' }]\n\
+         [[test.expect]]\nfields = { id = 2 }\n",
+    );
+    let out = binary()
+        .args(["test", example.to_str().unwrap(), "--tests", tests.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL  wrong cents"), "{stdout}");
+    assert!(
+        stdout.contains("topic: expected \"orders.eu.USD\", got \"orders.eu.EUR\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("field amount_cents: expected 1, got 15050"), "{stdout}");
+    assert!(stdout.contains("expected 1 output(s), got 0 (every input was filtered)"), "{stdout}");
+    assert!(stdout.contains("0 passed, 2 failed"), "{stdout}");
+
+    write(&tests, "[[test]]\nname = \"no input\"\nexpect = []\n");
+    let out = binary()
+        .args(["test", example.to_str().unwrap(), "--tests", tests.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("input"));
+}

@@ -20,6 +20,7 @@ macro_rules! out {
 pub mod bench;
 pub mod check;
 pub mod report;
+pub mod test;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -63,6 +64,15 @@ pub enum Command {
         #[arg(required = true)]
         configs: Vec<PathBuf>,
     },
+    /// Run the unit tests of a pipeline's processor chain, offline (exit 0 passed,
+    /// 1 a test failed, 2 invalid pipeline or tests).
+    Test {
+        /// The pipeline file.
+        config: PathBuf,
+        /// The test file (default: beside the pipeline, `<name>.test.toml`).
+        #[arg(long)]
+        tests: Option<PathBuf>,
+    },
     /// Measure the engine: generator -> processor -> null.
     Bench(bench::BenchArgs),
     /// Connect to the pipeline's Kafka brokers and report brokers, topics and
@@ -99,6 +109,7 @@ pub fn main() -> i32 {
             }
             worst
         }
+        Command::Test { config, tests } => test::run(&config, tests.as_deref()),
         Command::Bench(args) => bench::run(&args),
         Command::Check { config, timeout_secs } => check::run(&config, timeout_secs),
     }
