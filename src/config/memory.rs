@@ -24,6 +24,13 @@ impl MachineMemory {
         Self::parse(&std::fs::read_to_string("/proc/meminfo").ok()?)
     }
 
+    /// [`MachineMemory::read`] once per process: a pipeline is checked once per run,
+    /// and the fuzz target checks thousands per second.
+    pub fn cached() -> Option<Self> {
+        static MACHINE: std::sync::OnceLock<Option<MachineMemory>> = std::sync::OnceLock::new();
+        *MACHINE.get_or_init(Self::read)
+    }
+
     /// Parses the `MemTotal:` and `MemAvailable:` lines (in kB).
     pub fn parse(meminfo: &str) -> Option<Self> {
         let field = |name: &str| -> Option<u64> {

@@ -399,7 +399,7 @@ impl PipelineConfig {
             retry,
             warnings: Vec::new(),
         };
-        if let Some(machine) = memory::MachineMemory::read() {
+        if let Some(machine) = memory::MachineMemory::cached() {
             let start = memory::StartMemory::of(&config);
             match memory::check(&start, machine) {
                 Ok(warning) => config.warnings.extend(warning),
