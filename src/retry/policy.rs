@@ -39,7 +39,7 @@ pub const DELAY_MAX_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Default: exponential, as in the background retry document.
 pub const STRATEGY_DEFAULT: Strategy = Strategy::Exponential;
-/// Default first delay: 2 s ("faster feedback" than the 5 s it replaced).
+/// Default first delay: 2 s, so a transient failure is retried quickly.
 pub const DELAY_INITIAL_DEFAULT: Duration = Duration::from_secs(2);
 /// Default exponential multiplier: x1.5 ("gentler backoff" than x2).
 pub const MULTIPLIER_DEFAULT: f64 = 1.5;
