@@ -2,7 +2,8 @@
 //!
 //! - [`policy`]: strategies and the delay table built once per policy; per-message
 //!   [`policy::RetryState`].
-//! - [`env`]: default < environment < config file; [`sourced`]: where each value
+//! - [`env`]: default < environment < config file (`vars.rs` the variables, `file.rs`
+//!   the `[retry]` table); [`sourced`]: where each value
 //!   came from.
 //! - [`category`]: error categories from Kafka codes or text; the action per category.
 //! - [`counters`]: per-category × per-outcome counter layout and the typed event.

@@ -34,58 +34,21 @@
 //! the names of the variables set ([`process_env_names`] in the binary).
 
 use std::fmt;
-use std::ops::Range;
 use std::time::Duration;
 
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::category::{Action, ActionTable, ErrorCategory};
 use super::policy::{ATTEMPTS_MAX_LIMIT, PolicyError, PolicyParams, RetryPolicy, Strategy};
 pub use super::sourced::{Source, Sourced, Sources};
+
+mod file;
+mod vars;
+
 use crate::parse::ParseError;
 use crate::parse::duration::{DisplayDuration, parse_duration};
-
-pub const ENV_STRATEGY: &str = "CORESTREAM_RETRY_STRATEGY";
-pub const ENV_INITIAL: &str = "CORESTREAM_RETRY_INITIAL";
-pub const ENV_MULTIPLIER: &str = "CORESTREAM_RETRY_MULTIPLIER";
-pub const ENV_STEP: &str = "CORESTREAM_RETRY_STEP";
-pub const ENV_MAX: &str = "CORESTREAM_RETRY_MAX";
-pub const ENV_MAX_ATTEMPTS: &str = "CORESTREAM_RETRY_MAX_ATTEMPTS";
-pub const ENV_MAX_TOTAL: &str = "CORESTREAM_RETRY_MAX_TOTAL";
-pub const ENV_JITTER: &str = "CORESTREAM_RETRY_JITTER";
-pub const ENV_TOPIC_PARTITIONS: &str = "CORESTREAM_TOPIC_PARTITIONS";
-pub const ENV_TOPIC_REPLICATION: &str = "CORESTREAM_TOPIC_REPLICATION";
-
-/// Every variable read, in the order of the table above.
-pub const ENV_VARS: [&str; 10] = [
-    ENV_STRATEGY,
-    ENV_INITIAL,
-    ENV_MULTIPLIER,
-    ENV_STEP,
-    ENV_MAX,
-    ENV_MAX_ATTEMPTS,
-    ENV_MAX_TOTAL,
-    ENV_JITTER,
-    ENV_TOPIC_PARTITIONS,
-    ENV_TOPIC_REPLICATION,
-];
-
-/// Prefixes of the variables in [`ENV_VARS`]; every variable with one of them must be
-/// one of [`ENV_VARS`] (see [`check_env_names`]).
-pub const ENV_PREFIXES: [&str; 2] = ["CORESTREAM_RETRY_", "CORESTREAM_TOPIC_"];
-
-/// Default partitions of a topic corestream creates when it is missing: 3 lets three
-/// consumers of a group share it without over-provisioning a development broker.
-pub const TOPIC_PARTITIONS_DEFAULT: u32 = 3;
-/// Most partitions accepted: a guard against typos (Kafka itself advises well under
-/// this per topic).
-pub const TOPIC_PARTITIONS_MAX: u32 = 10_000;
-/// Default replication factor of a created topic: 1 works on a single broker; set 3 in
-/// production.
-pub const TOPIC_REPLICATION_DEFAULT: u16 = 1;
-/// Largest replication factor Kafka can represent (an `i16`).
-pub const TOPIC_REPLICATION_MAX: u16 = i16::MAX as u16;
+pub use file::*;
+pub use vars::*;
 
 const EXPECTED_STRATEGY: &str = "one of fixed, linear, exponential";
 const EXPECTED_DURATION: &str = "a duration such as 2s, 1m30s or 1500ms";
@@ -100,133 +63,6 @@ const _: () = assert!(ATTEMPTS_MAX_LIMIT == 10_000 && TOPIC_PARTITIONS_MAX == 10
 const _: () =
     assert!(TOPIC_PARTITIONS_DEFAULT >= 1 && TOPIC_PARTITIONS_DEFAULT <= TOPIC_PARTITIONS_MAX);
 const _: () = assert!(TOPIC_REPLICATION_DEFAULT >= 1);
-
-/// A bad environment value.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EnvError {
-    pub var: &'static str,
-    pub value: String,
-    pub expected: &'static str,
-    /// Where in the value a duration failed to parse.
-    pub parse: Option<ParseError>,
-}
-
-impl fmt::Display for EnvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "environment variable {}={:?}: expected {}",
-            self.var, self.value, self.expected
-        )?;
-        if let Some(parse) = &self.parse {
-            write!(f, "\n{}", parse.caret(&self.value))?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for EnvError {}
-
-/// Variables with a prefix of [`ENV_PREFIXES`] that corestream does not read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UnknownEnvVars {
-    /// Each unknown name (sorted) and the known variable it most likely meant.
-    pub unknown: Vec<(String, Option<&'static str>)>,
-}
-
-impl fmt::Display for UnknownEnvVars {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (var, suggestion) in &self.unknown {
-            write!(f, "unknown environment variable {var}")?;
-            if let Some(known) = suggestion {
-                write!(f, " (did you mean {known}?)")?;
-            }
-            writeln!(f)?;
-        }
-        write!(f, "known variables: {}", ENV_VARS.join(", "))
-    }
-}
-
-impl std::error::Error for UnknownEnvVars {}
-
-/// Refuses every name in `names` that starts with a prefix of [`ENV_PREFIXES`]
-/// (compared ignoring ASCII case: the variables themselves are case-sensitive) but
-/// is not one of [`ENV_VARS`], with the closest known variable as a suggestion.
-/// Other names are ignored.
-pub fn check_env_names<I, S>(names: I) -> Result<(), UnknownEnvVars>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let mut unknown: Vec<(String, Option<&'static str>)> = names
-        .into_iter()
-        .filter_map(|name| {
-            let name = name.as_ref();
-            let prefix = ENV_PREFIXES.iter().copied().find(|prefix| {
-                name.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-            })?;
-            if ENV_VARS.contains(&name) {
-                return None;
-            }
-            // Compare what follows the prefix with the known names of that prefix.
-            let rest = name[prefix.len()..].to_ascii_uppercase();
-            let known = ENV_VARS.iter().filter_map(|var| var.strip_prefix(prefix));
-            let suggestion = crate::parse::suggest::closest(&rest, known)
-                .and_then(|best| ENV_VARS.iter().copied().find(|var| var[prefix.len()..] == *best));
-            Some((name.to_string(), suggestion))
-        })
-        .collect();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    unknown.sort();
-    unknown.dedup();
-    Err(UnknownEnvVars { unknown })
-}
-
-/// The names of the variables in the process environment (for [`check_env_names`]);
-/// a name that is not UTF-8 is converted lossily.
-pub fn process_env_names() -> Vec<String> {
-    std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned()).collect()
-}
-
-/// A bad value in the `[retry]` table of the config file.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ConfigValueError {
-    /// Dotted key path, e.g. `retry.initial`.
-    pub key: &'static str,
-    /// The value as written (for strings, without quotes).
-    pub value: String,
-    pub expected: &'static str,
-    /// Byte range of the value in the config file (a string's range includes quotes).
-    pub span: Range<usize>,
-    /// Where in the value a duration failed to parse.
-    pub parse: Option<ParseError>,
-}
-
-impl ConfigValueError {
-    /// Byte offset in the config file of the mistake: the parse error's offset inside
-    /// a quoted string, or the start of the value. (Exact for strings without escapes,
-    /// which is every valid duration.)
-    pub fn file_offset(&self) -> usize {
-        match self.parse {
-            Some(parse) => self.span.start + 1 + parse.offset,
-            None => self.span.start,
-        }
-    }
-}
-
-impl fmt::Display for ConfigValueError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config key {} = {:?}: expected {}", self.key, self.value, self.expected)?;
-        if let Some(parse) = &self.parse {
-            write!(f, " ({})", parse.reason)?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigValueError {}
 
 /// Any error resolving the retry settings. Startup stops on it.
 #[derive(Clone, Debug, PartialEq)]
@@ -263,91 +99,6 @@ impl From<PolicyError> for RetrySettingsError {
         RetrySettingsError::Policy(e)
     }
 }
-
-/// The `[retry]` table of the config file. The lead's top-level config embeds it as
-/// `retry: Option<RetryConfig>`. Durations are strings parsed by
-/// [`crate::parse::duration`]; every value keeps its span for error messages.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    pub strategy: Option<Spanned<String>>,
-    pub initial: Option<Spanned<String>>,
-    pub multiplier: Option<Spanned<f64>>,
-    pub step: Option<Spanned<String>>,
-    pub max: Option<Spanned<String>>,
-    pub max_attempts: Option<Spanned<i64>>,
-    pub max_total: Option<Spanned<String>>,
-    pub jitter: Option<Spanned<bool>>,
-    pub topic_partitions: Option<Spanned<i64>>,
-    pub topic_replication: Option<Spanned<i64>>,
-    pub actions: Option<ActionsConfig>,
-}
-
-impl RetryConfig {
-    /// Where the value of `key` (a dotted path such as `retry.initial`) is written.
-    pub fn span_of(&self, key: &str) -> Option<Range<usize>> {
-        let text = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
-        let int = |v: &Option<Spanned<i64>>| v.as_ref().map(Spanned::span);
-        match key {
-            "retry.strategy" => text(&self.strategy),
-            "retry.initial" => text(&self.initial),
-            "retry.multiplier" => self.multiplier.as_ref().map(Spanned::span),
-            "retry.step" => text(&self.step),
-            "retry.max" => text(&self.max),
-            "retry.max_attempts" => int(&self.max_attempts),
-            "retry.max_total" => text(&self.max_total),
-            "retry.jitter" => self.jitter.as_ref().map(Spanned::span),
-            "retry.topic_partitions" => int(&self.topic_partitions),
-            "retry.topic_replication" => int(&self.topic_replication),
-            _ => None,
-        }
-    }
-}
-
-/// `[retry.actions]`: what to do per error category.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ActionsConfig {
-    pub topic_missing: Option<Spanned<String>>,
-    pub network: Option<Spanned<String>>,
-    pub auth: Option<Spanned<String>>,
-    pub timeout: Option<Spanned<String>>,
-    pub throttled: Option<Spanned<String>>,
-    pub message_too_large: Option<Spanned<String>>,
-    pub serialization: Option<Spanned<String>>,
-    pub configuration: Option<Spanned<String>>,
-    pub unknown: Option<Spanned<String>>,
-}
-
-impl ActionsConfig {
-    /// The configured value per category, in [`ErrorCategory::ALL`] order.
-    fn by_category(&self) -> [&Option<Spanned<String>>; ErrorCategory::COUNT] {
-        [
-            &self.topic_missing,
-            &self.network,
-            &self.auth,
-            &self.timeout,
-            &self.throttled,
-            &self.message_too_large,
-            &self.serialization,
-            &self.configuration,
-            &self.unknown,
-        ]
-    }
-}
-
-/// Config keys of the per-category actions, in [`ErrorCategory::ALL`] order.
-const ACTION_KEYS: [&str; ErrorCategory::COUNT] = [
-    "retry.actions.topic_missing",
-    "retry.actions.network",
-    "retry.actions.auth",
-    "retry.actions.timeout",
-    "retry.actions.throttled",
-    "retry.actions.message_too_large",
-    "retry.actions.serialization",
-    "retry.actions.configuration",
-    "retry.actions.unknown",
-];
 
 /// Retry settings, each optionally set, each with its source.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -675,13 +426,6 @@ impl EffectiveRetry {
         }
         table
     }
-}
-
-/// Reads a variable from the process environment. A value that is not UTF-8 is
-/// returned lossily converted, so that it fails validation visibly instead of
-/// looking unset.
-pub fn process_env(var: &str) -> Option<String> {
-    std::env::var_os(var).map(|value| value.to_string_lossy().into_owned())
 }
 
 /// Retries shown in the `delays` line of the `Display` (enough to reach the default
