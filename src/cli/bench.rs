@@ -146,56 +146,9 @@ fn processors(kind: BenchProcessor) -> Result<ProcessorFactory, String> {
 type Sample = (u64, u64);
 
 pub fn run(args: &BenchArgs) -> i32 {
-    let settings = EngineSettings {
-        workers: args.workers,
-        ring_bytes: args.ring_bytes,
-        batch_records: args.batch,
-        placement: if args.unpinned { Placement::Unpinned } else { Placement::PinPerCore },
-        record_bytes_max: (args.ring_bytes / 4).min(crate::limits::RECORD_BYTES_MAX_DEFAULT),
-        ..EngineSettings::default()
-    };
-    if let Err(e) = settings.validate() {
-        // The flag that sets each engine setting.
-        let flag = match e.setting {
-            "batch_records" => "batch",
-            other => other,
-        };
-        eprintln!(
-            "corestream bench: --{}: {} (hint: {})",
-            flag.replace('_', "-"),
-            e.message,
-            e.hint
-        );
-        return EXIT_CONFIG;
-    }
-    if args.input.is_none() && args.messages == 0 {
-        eprintln!("corestream bench: --messages: must be at least 1 (nothing to measure)");
-        return EXIT_CONFIG;
-    }
-    let source: Box<dyn Source> = match &args.input {
-        Some(path) => {
-            match FileSource::new(path, None, Duration::from_secs(1), settings.record_bytes_max) {
-                Ok(s) => Box::new(s),
-                Err(e) => {
-                    eprintln!("corestream bench: {e}");
-                    return EXIT_IO;
-                }
-            }
-        }
-        None => match GeneratorSource::new(GeneratorSettings {
-            count: Some(args.messages),
-            rate_per_sec: None,
-            keys: args.keys,
-            message_bytes: args.message_bytes,
-            seed: 42,
-            batch_records: args.batch,
-        }) {
-            Ok(s) => Box::new(s),
-            Err(e) => {
-                eprintln!("corestream bench: {e}");
-                return EXIT_CONFIG;
-            }
-        },
+    let (settings, source) = match setup(args) {
+        Ok(parts) => parts,
+        Err(code) => return code,
     };
     let source_name = source.describe();
     let processors = match processors(args.processor) {
@@ -213,32 +166,9 @@ pub fn run(args: &BenchArgs) -> i32 {
     };
     let started = Instant::now();
     let allocations_at_start = alloc::allocations();
-    let sink: Arc<dyn crate::sink::SinkFactory> = match &args.output {
-        None => Arc::new(NullSinkFactory),
-        Some(path) => {
-            let mut writer =
-                crate::sink::writer::WriterSettings::new(crate::limits::SINK_BUFFER_BYTES_DEFAULT);
-            if let Some(timeout) = args.sink_timeout {
-                writer.timeout = Some(timeout);
-            }
-            if args.sink_inline {
-                writer.timeout = None;
-            }
-            match crate::sink::writer::WriterSinkFactory::file(
-                path,
-                false,
-                false,
-                crate::limits::SINK_BUFFER_BYTES_DEFAULT,
-            )
-            .and_then(|f| f.settings(writer))
-            {
-                Ok(f) => Arc::new(f),
-                Err(e) => {
-                    eprintln!("corestream bench: {e}");
-                    return EXIT_IO;
-                }
-            }
-        }
+    let sink = match sink(args) {
+        Ok(sink) => sink,
+        Err(code) => return code,
     };
     let mut engine = Engine::new(settings, source, processors, sink);
     if let Some(target) = args.batch_time_target {
@@ -255,26 +185,7 @@ pub fn run(args: &BenchArgs) -> i32 {
             return EXIT_RUNTIME;
         }
     };
-    let live = !args.json && std::io::stderr().is_terminal();
-    let mut progress = Progress::new(live.then_some(Duration::from_secs(1)));
-    if args.batch_time_target.is_some() {
-        progress = progress.with_batch_sizes(settings.workers);
-    }
-    // Steady-state allocation window: 10% .. 90% of the expected messages.
-    let mut window: (Option<Sample>, Option<Sample>) = (None, None);
-    while !running.is_finished() {
-        std::thread::sleep(Duration::from_micros(500));
-        if let Some((counter, total)) = expected {
-            let done = running.metrics().counters().sum(counter);
-            if window.0.is_none() && done >= total / 10 {
-                window.0 = Some((done, alloc::allocations()));
-            } else if window.0.is_some() && window.1.is_none() && done >= total / 10 * 9 {
-                window.1 = Some((done, alloc::allocations()));
-            }
-        }
-        progress.tick(running.metrics());
-    }
-    progress.finish();
+    let window = watch(&running, args, settings.workers, expected);
     let allocations_at_end = alloc::allocations();
     let report = match running.join() {
         Ok(r) => r,
@@ -284,6 +195,36 @@ pub fn run(args: &BenchArgs) -> i32 {
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    let allocations = (allocations_at_start, allocations_at_end, window);
+    let result = figures(args, &settings, &report, seconds, allocations, source_name);
+    if args.json {
+        match serde_json::to_string(&result) {
+            Ok(json) => out!("{json}"),
+            Err(e) => {
+                eprintln!("corestream bench: cannot encode the result: {e}");
+                return EXIT_RUNTIME;
+            }
+        }
+    } else {
+        print_text(&result);
+    }
+    EXIT_OK
+}
+
+/// The figures of a finished run: rates, allocations per message (steady-state
+/// window when measured, else the whole run), latency, per-worker shares.
+fn figures(
+    args: &BenchArgs,
+    settings: &EngineSettings,
+    report: &crate::engine::Report,
+    seconds: f64,
+    (allocations_at_start, allocations_at_end, window): (
+        u64,
+        u64,
+        (Option<Sample>, Option<Sample>),
+    ),
+    source_name: String,
+) -> BenchResult {
     let s = &report.snapshot;
     let messages = s.get(Counter::MessagesIn);
     let (allocations_per_message, allocation_window) = match window {
@@ -296,7 +237,7 @@ pub fn run(args: &BenchArgs) -> i32 {
             "whole_run",
         ),
     };
-    let result = BenchResult {
+    BenchResult {
         messages,
         seconds,
         msgs_per_sec: messages as f64 / seconds,
@@ -343,19 +284,126 @@ pub fn run(args: &BenchArgs) -> i32 {
         pinned: report.workers.len() == settings.workers
             && report.workers.iter().all(|r| r.pinned.is_pinned()),
         pinned_workers: report.workers.iter().filter(|r| r.pinned.is_pinned()).count(),
+    }
+}
+
+/// The engine settings and the source of a bench run (a generator, or `--input`);
+/// `Err` is the exit code, after the error is printed.
+fn setup(args: &BenchArgs) -> Result<(EngineSettings, Box<dyn Source>), i32> {
+    let settings = EngineSettings {
+        workers: args.workers,
+        ring_bytes: args.ring_bytes,
+        batch_records: args.batch,
+        placement: if args.unpinned { Placement::Unpinned } else { Placement::PinPerCore },
+        record_bytes_max: (args.ring_bytes / 4).min(crate::limits::RECORD_BYTES_MAX_DEFAULT),
+        ..EngineSettings::default()
     };
-    if args.json {
-        match serde_json::to_string(&result) {
-            Ok(json) => out!("{json}"),
-            Err(e) => {
-                eprintln!("corestream bench: cannot encode the result: {e}");
-                return EXIT_RUNTIME;
+    if let Err(e) = settings.validate() {
+        // The flag that sets each engine setting.
+        let flag = match e.setting {
+            "batch_records" => "batch",
+            other => other,
+        };
+        eprintln!(
+            "corestream bench: --{}: {} (hint: {})",
+            flag.replace('_', "-"),
+            e.message,
+            e.hint
+        );
+        return Err(EXIT_CONFIG);
+    }
+    if args.input.is_none() && args.messages == 0 {
+        eprintln!("corestream bench: --messages: must be at least 1 (nothing to measure)");
+        return Err(EXIT_CONFIG);
+    }
+    let source: Box<dyn Source> = match &args.input {
+        Some(path) => {
+            match FileSource::new(path, None, Duration::from_secs(1), settings.record_bytes_max) {
+                Ok(s) => Box::new(s),
+                Err(e) => {
+                    eprintln!("corestream bench: {e}");
+                    return Err(EXIT_IO);
+                }
             }
         }
-    } else {
-        print_text(&result);
+        None => match GeneratorSource::new(GeneratorSettings {
+            count: Some(args.messages),
+            rate_per_sec: None,
+            keys: args.keys,
+            message_bytes: args.message_bytes,
+            seed: 42,
+            batch_records: args.batch,
+        }) {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                eprintln!("corestream bench: {e}");
+                return Err(EXIT_CONFIG);
+            }
+        },
+    };
+    Ok((settings, source))
+}
+
+/// The sink of a bench run: null, or `--output` (a file sink with the I/O-thread
+/// settings of the flags); `Err` is the exit code.
+fn sink(args: &BenchArgs) -> Result<Arc<dyn crate::sink::SinkFactory>, i32> {
+    Ok(match &args.output {
+        None => Arc::new(NullSinkFactory),
+        Some(path) => {
+            let mut writer =
+                crate::sink::writer::WriterSettings::new(crate::limits::SINK_BUFFER_BYTES_DEFAULT);
+            if let Some(timeout) = args.sink_timeout {
+                writer.timeout = Some(timeout);
+            }
+            if args.sink_inline {
+                writer.timeout = None;
+            }
+            match crate::sink::writer::WriterSinkFactory::file(
+                path,
+                false,
+                false,
+                crate::limits::SINK_BUFFER_BYTES_DEFAULT,
+            )
+            .and_then(|f| f.settings(writer))
+            {
+                Ok(f) => Arc::new(f),
+                Err(e) => {
+                    eprintln!("corestream bench: {e}");
+                    return Err(EXIT_IO);
+                }
+            }
+        }
+    })
+}
+
+/// Waits for the run to end, printing progress; returns the steady-state allocation
+/// window: (messages, allocations) at 10% and at 90% of `expected`.
+fn watch(
+    running: &crate::engine::RunningEngine,
+    args: &BenchArgs,
+    workers: usize,
+    expected: Option<(Counter, u64)>,
+) -> (Option<Sample>, Option<Sample>) {
+    let live = !args.json && std::io::stderr().is_terminal();
+    let mut progress = Progress::new(live.then_some(Duration::from_secs(1)));
+    if args.batch_time_target.is_some() {
+        progress = progress.with_batch_sizes(workers);
     }
-    EXIT_OK
+    let mut window: (Option<Sample>, Option<Sample>) = (None, None);
+    while !running.is_finished() {
+        std::thread::sleep(Duration::from_micros(500));
+        if let Some((counter, total)) = expected {
+            let done = running.metrics().counters().sum(counter);
+            if window.0.is_none() && done >= total / 10 {
+                window.0 = Some((done, alloc::allocations()));
+            } else if window.0.is_some() && window.1.is_none() && done >= total / 10 * 9 {
+                window.1 = Some((done, alloc::allocations()));
+            }
+        }
+        progress.tick(running.metrics());
+    }
+    progress.finish();
+    window
 }
 
 fn print_text(r: &BenchResult) {
