@@ -538,10 +538,16 @@ impl Metrics {
     /// it locked publishes later instead of waiting. Allocates one histogram.
     pub fn latency_histogram(&self) -> hdrhistogram::Histogram<u64> {
         let mut merged = new_histogram();
-        for shared in &self.latency {
-            shared.merge_into(&mut merged);
-        }
+        self.merge_latency_into(&mut merged);
         merged
+    }
+
+    /// Adds every worker's published latencies to `into` (a histogram from
+    /// [`crate::metrics::latency::new_histogram`]); allocates nothing.
+    pub fn merge_latency_into(&self, into: &mut hdrhistogram::Histogram<u64>) {
+        for shared in &self.latency {
+            shared.merge_into(into);
+        }
     }
 
     /// Reads every counter and merges the histograms; the workers are not stopped.

@@ -196,6 +196,21 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
     assert_eq!(stats["concurrency"]["workers"], 2);
     assert_eq!(stats["concurrency"]["placement"], "unpinned");
     assert!(stats["memory"]["resident_bytes"].as_u64().unwrap() > 0);
+    // The sampler's 1 s window: rates and latency percentiles of the last second.
+    let (_, windowed) = poll(address, "/stats", |_, body| body.contains("\"window\": \"1s\""));
+    let windowed: serde_json::Value = serde_json::from_str(&windowed).unwrap();
+    let windows = windowed["performance"]["windows"].as_array().unwrap();
+    let last_second = windows.iter().find(|w| w["window"] == "1s").unwrap();
+    assert!(last_second["messages_in"].as_f64().unwrap() > 0.0, "{last_second}");
+    let latency = &last_second["latency_ingest_to_sink_seconds"];
+    assert!(latency["count"].as_u64().unwrap() > 0, "{last_second}");
+    assert!(latency["p50"].as_f64().unwrap() <= latency["p99"].as_f64().unwrap());
+    let since_start = windows.iter().find(|w| w["window"] == "since_start").unwrap();
+    assert!(
+        since_start["latency_ingest_to_sink_seconds"]["count"].as_u64()
+            >= latency["count"].as_u64(),
+        "a window holds no more than everything"
+    );
 
     // Drain: from the moment stop is asked, not ready.
     running.stop();

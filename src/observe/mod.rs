@@ -54,8 +54,11 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::Mutex;
 
+use hdrhistogram::Histogram;
+
 use crate::engine::{Metrics, Phase};
 use crate::metrics::counters::SHARD_SLOTS;
+use crate::metrics::latency::new_histogram;
 
 /// Default listening address: loopback only, so nothing is exposed off the machine
 /// unless an operator asks. 9464 is the port commonly used by Prometheus exporters
@@ -85,7 +88,10 @@ pub const REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(5);
 /// Time a response write may block on a client that does not read.
 pub const RESPONSE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Counter samples kept for rates: one per second, so 60 s back plus the newest.
+/// Samples kept for rates and windowed latency: one per second, so 60 s back plus
+/// the newest. Memory: each holds the counter totals (under 1 KiB) and a merged
+/// latency histogram (about 30 KiB at 2 significant digits up to 60 s), so about
+/// 1.9 MiB in all, allocated as the ring fills and reused afterwards.
 pub const RATE_SAMPLES: usize = 61;
 
 /// Interval between counter samples.
@@ -215,9 +221,18 @@ pub struct Attached {
 struct Shared {
     attached: OnceLock<Attached>,
     shutdown: AtomicBool,
-    /// Counter totals, one per [`RATE_SAMPLE_INTERVAL`], newest last.
-    samples: Mutex<VecDeque<(Instant, Box<[u64; SHARD_SLOTS]>)>>,
+    /// One sample per [`RATE_SAMPLE_INTERVAL`], newest last.
+    samples: Mutex<VecDeque<Sample>>,
     request_timeout: Duration,
+}
+
+/// What the sampler records each second: cumulative since the engine started, so
+/// a window is the difference of two samples.
+pub struct Sample {
+    pub at: Instant,
+    pub totals: Box<[u64; SHARD_SLOTS]>,
+    /// Every worker's published latencies merged (ns).
+    pub latency: Histogram<u64>,
 }
 
 /// A running observe server. Dropping it stops its threads.
@@ -404,12 +419,20 @@ fn sample_rates(wake: &Receiver<()>, shared: &Shared) {
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
         let Some(attached) = shared.attached.get() else { continue };
-        let mut totals = Box::new([0u64; SHARD_SLOTS]);
-        attached.metrics.counters().sum_all(&mut totals);
-        let mut samples = shared.samples.lock();
-        if samples.len() == RATE_SAMPLES {
-            samples.pop_front();
-        }
-        samples.push_back((Instant::now(), totals));
+        // Reuse the oldest sample's memory once the ring is full.
+        let oldest = {
+            let mut samples = shared.samples.lock();
+            if samples.len() == RATE_SAMPLES { samples.pop_front() } else { None }
+        };
+        let mut sample = oldest.unwrap_or_else(|| Sample {
+            at: Instant::now(),
+            totals: Box::new([0; SHARD_SLOTS]),
+            latency: new_histogram(),
+        });
+        sample.latency.reset();
+        attached.metrics.merge_latency_into(&mut sample.latency);
+        attached.metrics.counters().sum_all(&mut sample.totals);
+        sample.at = Instant::now();
+        shared.samples.lock().push_back(sample);
     }
 }

@@ -16,11 +16,12 @@
 //!               (the plan at start; whether the OS accepted it is in the run's summary)
 //! memory:       resident_bytes, virtual_bytes (null off Linux), ring_bytes_per_worker,
 //!               ring_bytes_total, arena_bytes_initial_per_worker
-//! performance:  rates {window: "1s" | "10s" | "60s" | "since_start", seconds,
-//!               messages_in, messages_out, input_bytes, output_bytes, dead_lettered}
-//!               (a window appears once the sampler holds that much history),
-//!               latency_ingest_to_sink_seconds {count, p50, p90, p99, p999, max}
-//!               (since start)
+//! performance:  windows [{window ("1s" | "10s" | "60s" | "since_start"), seconds,
+//!               messages_in, messages_out, input_bytes, output_bytes, dead_lettered
+//!               (all per second), latency_ingest_to_sink_seconds {count, p50, p90,
+//!               p99, p999, max}}]; a window appears once the sampler (one sample a
+//!               second) holds that much history; workers publish latencies every
+//!               100 ms, so a window's latencies are those published within it
 //! backpressure: ack_waits (a worker waited for sink acknowledgements with its ticket
 //!               queue full), ack_waits_per_second (since start)
 //! errors:       source_rejected, processor_failed, sink_dead_lettered, sink_retries,
@@ -33,11 +34,11 @@
 //! ```
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
+use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
-use super::Attached;
+use super::{Attached, Sample};
 use crate::engine::Phase;
 use crate::metrics::counters::{CATEGORY_BASE, SHARD_SLOTS};
 use crate::metrics::{Counter, LatencySummary};
@@ -49,21 +50,35 @@ use crate::worker::pin::{Plan, available_cores, plan};
 /// The schema version; bump it when a field changes meaning or goes away.
 pub const STATS_VERSION: u64 = 1;
 
-/// Rate windows, seconds.
-const WINDOWS: [(&str, u64); 3] = [("1s", 1), ("10s", 10), ("60s", 60)];
+/// Windows: name and samples back (one sample per second).
+const WINDOWS: [(&str, usize); 3] = [("1s", 1), ("10s", 10), ("60s", 60)];
+
+// The longest window fits in the sampler's history.
+const _: () = assert!(WINDOWS[WINDOWS.len() - 1].1 < super::RATE_SAMPLES);
+
+/// Percentiles of a latency histogram (ns) in seconds.
+fn latency_json(histogram: &Histogram<u64>) -> Value {
+    let summary = LatencySummary::of(histogram);
+    let seconds = |ns: u64| ns as f64 / 1e9;
+    let p90 = if histogram.is_empty() { 0 } else { histogram.value_at_quantile(0.90) };
+    json!({
+        "count": summary.count,
+        "p50": seconds(summary.p50),
+        "p90": seconds(p90),
+        "p99": seconds(summary.p99),
+        "p999": seconds(summary.p999),
+        "max": seconds(summary.max),
+    })
+}
 
 /// The document, from the metrics now and the sampler's history (newest last).
-pub fn document(
-    attached: &Attached,
-    samples: &VecDeque<(Instant, Box<[u64; SHARD_SLOTS]>)>,
-) -> Value {
+pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
     let metrics = &attached.metrics;
     let snapshot = metrics.snapshot();
     let get = |c: Counter| snapshot.get(c);
     let settings = metrics.settings();
     let phase = metrics.phase();
     let uptime = snapshot.elapsed.as_secs_f64().max(1e-9);
-    let seconds = |ns: u64| ns as f64 / 1e9;
 
     let batches = get(Counter::Batches);
     let batch = json!({
@@ -108,42 +123,41 @@ pub fn document(
         "arena_bytes_initial_per_worker": settings.arena_bytes,
     });
 
-    let rate = |window: &str, seconds: f64, from: &[u64; SHARD_SLOTS], to: &[u64; SHARD_SLOTS]| {
+    let window = |name: &str,
+                  seconds: f64,
+                  from: &[u64; SHARD_SLOTS],
+                  to: &[u64; SHARD_SLOTS],
+                  latency: &Histogram<u64>| {
         let per_second =
             |c: Counter| to[c as usize].saturating_sub(from[c as usize]) as f64 / seconds.max(1e-9);
         json!({
-            "window": window,
+            "window": name,
             "seconds": seconds,
             "messages_in": per_second(Counter::MessagesIn),
             "messages_out": per_second(Counter::Outputs),
             "input_bytes": per_second(Counter::BytesIn),
             "output_bytes": per_second(Counter::OutputBytes),
             "dead_lettered": per_second(Counter::DeadLettered),
+            "latency_ingest_to_sink_seconds": latency_json(latency),
         })
     };
-    let mut rates = Vec::new();
-    if let Some((newest_at, newest)) = samples.back() {
-        for (name, window) in WINDOWS {
-            let Some(back) = samples.len().checked_sub(1 + window as usize) else { break };
-            let (at, old) = &samples[back];
-            rates.push(rate(name, newest_at.duration_since(*at).as_secs_f64(), old, newest));
+    let mut windows = Vec::new();
+    if let Some(newest) = samples.back() {
+        for (name, back) in WINDOWS {
+            let Some(index) = samples.len().checked_sub(1 + back) else { break };
+            let old = &samples[index];
+            let mut latency = newest.latency.clone();
+            // Samples are cumulative, so the older one is contained in the newer.
+            if latency.subtract(&old.latency).is_err() {
+                latency.reset();
+            }
+            let seconds = newest.at.duration_since(old.at).as_secs_f64();
+            windows.push(window(name, seconds, &old.totals, &newest.totals, &latency));
         }
     }
-    rates.push(rate("since_start", uptime, &[0; SHARD_SLOTS], &snapshot.totals));
     let histogram = metrics.latency_histogram();
-    let latency = LatencySummary::of(&histogram);
-    let p90 = if histogram.is_empty() { 0 } else { histogram.value_at_quantile(0.90) };
-    let performance = json!({
-        "rates": rates,
-        "latency_ingest_to_sink_seconds": {
-            "count": latency.count,
-            "p50": seconds(latency.p50),
-            "p90": seconds(p90),
-            "p99": seconds(latency.p99),
-            "p999": seconds(latency.p999),
-            "max": seconds(latency.max),
-        },
-    });
+    windows.push(window("since_start", uptime, &[0; SHARD_SLOTS], &snapshot.totals, &histogram));
+    let performance = json!({ "windows": windows });
 
     let backpressure = json!({
         "ack_waits": get(Counter::AckWaits),
