@@ -3,8 +3,8 @@
 //!
 //! Families (every counter ends in `_total`, units last):
 //! - totals over the whole engine, no labels: [`TOTALS`] (`corestream_messages_in_total`,
-//!   `corestream_output_bytes_total`, ...). Once drained, `messages_in = messages_out
-//!   + messages_filtered + messages_dead_lettered` holds exactly for a processor that
+//!   `corestream_output_bytes_total`, ...). Once drained, messages in equals
+//!   messages out plus filtered plus dead-lettered, exactly, for a processor that
 //!   emits at most one output per input.
 //! - the same per worker, label `worker="0"...`: [`PER_WORKER`]
 //!   (`corestream_worker_messages_in_total`, ...). Inputs refused at the source are
