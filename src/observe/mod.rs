@@ -263,8 +263,16 @@ impl ObserveServer {
         });
         let (queue_in, queue_out) = channel::bounded::<TcpStream>(CONNECTIONS_QUEUED_MAX);
         let mut threads = Vec::with_capacity(OBSERVE_HANDLERS + 2);
+        // The server's threads allocate per request by design: outside the data path,
+        // they leave the zero-allocation count (see `metrics::alloc`).
         let spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new().name(name).spawn(body).map_err(fail)
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || {
+                    crate::metrics::alloc::leave_current_thread_uncounted();
+                    body()
+                })
+                .map_err(fail)
         };
         for index in 0..OBSERVE_HANDLERS {
             let (queue, shared) = (queue_out.clone(), shared.clone());
