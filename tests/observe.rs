@@ -395,3 +395,72 @@ fn a_taken_or_invalid_address_stops_the_run_naming_the_setting() {
     let out = binary().args(["validate", config.to_str().unwrap()]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("observe: off"));
 }
+
+/// Runs tmux on a socket of this test's own.
+fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
+    Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("tmux (installed by .ci/run) must be on PATH")
+}
+
+#[test]
+fn top_shows_a_running_engine_in_a_terminal_and_q_quits() {
+    let dir = temp_dir("top");
+    let config = write_config(&dir, "");
+    let mut child = binary()
+        .args(["run", config.to_str().unwrap(), "--observe", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let address: SocketAddr = loop {
+        let mut line = String::new();
+        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "no observe line");
+        if let Some(rest) = line.strip_prefix("corestream: observe: http://") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    poll(address, "/ready", |status, _| status == 200);
+
+    let socket = format!("corestream-top-{}", std::process::id());
+    let command = format!("{} top {address} --interval-ms 200", env!("CARGO_BIN_EXE_corestream"));
+    let started =
+        tmux(&socket, &["new-session", "-d", "-s", "top", "-x", "140", "-y", "40", &command]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    // The view shows the engine, then its per-worker rates (after a second document).
+    let begun = Instant::now();
+    let screen = loop {
+        let screen = tmux(&socket, &["capture-pane", "-p", "-t", "top"]);
+        let screen = String::from_utf8_lossy(&screen.stdout).into_owned();
+        if screen.contains("phase running  ready") && screen.contains("workers 2/2") {
+            break screen;
+        }
+        assert!(begun.elapsed() < POLL_LIMIT, "top never showed the engine:\n{screen}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for part in ["throughput and latency", "workers", "since_start", "source: generator"] {
+        assert!(screen.contains(part), "{part} missing:\n{screen}");
+    }
+    assert!(tmux(&socket, &["send-keys", "-t", "top", "q"]).status.success());
+    let begun = Instant::now();
+    while tmux(&socket, &["has-session", "-t", "top"]).status.success() {
+        assert!(begun.elapsed() < POLL_LIMIT, "q did not quit top");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = tmux(&socket, &["kill-server"]);
+
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn top_says_so_when_nothing_listens() {
+    let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = binary().args(["top", &free.to_string()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("nothing answers at http://{free}/stats")), "{stderr}");
+}

@@ -1,4 +1,4 @@
-//! The `corestream` command line: `run`, `bench`, `validate`, `check`.
+//! The `corestream` command line: `run`, `bench`, `validate`, `check`, `top`.
 //!
 //! Exit codes (also in the README):
 //! - 0: success (end of input, or a clean shutdown after SIGINT/SIGTERM)
@@ -21,6 +21,7 @@ macro_rules! out {
 pub mod bench;
 pub mod check;
 pub mod report;
+pub mod top;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -79,6 +80,8 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
     },
+    /// A live view of a running engine from its observe server's /stats (q quits).
+    Top(top::TopArgs),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -98,6 +101,7 @@ pub fn main() -> i32 {
         Command::Validate { config } => validate(&config),
         Command::Bench(args) => bench::run(&args),
         Command::Check { config, timeout_secs } => check::run(&config, timeout_secs),
+        Command::Top(args) => top::run(&args),
     }
 }
 
