@@ -22,7 +22,7 @@ use crate::metrics::counters::{ENGINE_COUNTERS, SHARD_SLOTS};
 use crate::metrics::latency::new_histogram;
 use crate::metrics::{Counter, LatencyRecorder, LatencyShared, LatencySummary, ShardedCounters};
 use crate::processor::Processor;
-use crate::ring::ring;
+use crate::ring::{RingFill, ring};
 use crate::sink::dead_letter::{DeadLetter, LogDeadLetter};
 use crate::sink::{Resilience, ResilientSinkFactory, SinkFactory};
 use crate::source::{Ingest, IngestParts, IngestSettings, Routing, Source, SourceError};
@@ -320,6 +320,7 @@ impl Engine {
             worker_threads.push(handle);
         }
 
+        let ring_fill: Vec<RingFill> = producers.iter().map(|p| p.fill()).collect();
         let ingest = Ingest::new(IngestParts {
             producers,
             settings: IngestSettings {
@@ -358,6 +359,7 @@ impl Engine {
                 status,
                 settings,
                 batch_sizing: self.batch_sizing,
+                ring_fill,
             },
         })
     }
@@ -453,6 +455,8 @@ pub struct Metrics {
     status: Arc<RunStatus>,
     settings: EngineSettings,
     batch_sizing: Option<BatchSizing>,
+    /// Each worker's ring, read-only.
+    ring_fill: Vec<RingFill>,
 }
 
 /// A point-in-time view of the metrics.
@@ -525,6 +529,11 @@ impl Metrics {
     /// Time since the engine started.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Bytes waiting in each worker's ring now (two atomic loads per ring).
+    pub fn ring_used_bytes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ring_fill.iter().map(RingFill::used_bytes)
     }
 
     /// Worker threads still running.

@@ -165,6 +165,8 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
         "corestream_messages_in_total",
         "corestream_worker_messages_in_total{worker=\"1\"}",
         "corestream_worker_batch_records{worker=\"0\"} 64",
+        "corestream_worker_ring_used_bytes{worker=\"1\"}",
+        "corestream_ring_capacity_bytes 65536",
         "corestream_sink_failures_total{category=\"timeout\",outcome=\"attempt\"}",
         "corestream_latency_seconds_bucket{le=\"0.000001\"}",
         "corestream_latency_seconds_bucket{le=\"10\"}",
@@ -246,6 +248,11 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
     assert_eq!(total("corestream_latency_seconds_bucket{le=\"+Inf\"}"), count);
     assert_eq!(count, snapshot.latency.count, "the histogram holds every published latency");
     assert!(after.contains("corestream_ready 0"));
+    assert_eq!(total("corestream_queued_messages"), 0, "drained: nothing left in the rings");
+    for worker in 0..2 {
+        let used = format!("corestream_worker_ring_used_bytes{{worker=\"{worker}\"}}");
+        assert_eq!(total(&used), 0, "drained: ring {worker} is empty");
+    }
 
     let (_, stats) = get(address, "/stats");
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();

@@ -2,12 +2,13 @@
 //! ratatui from its `/stats` document (see [`crate::observe::stats`]).
 //!
 //! It shows the phase, the rates and latency percentiles over the last 1 s / 10 s /
-//! 60 s, each worker's counters and input rate (from two successive documents), the
-//! errors by category and the memory. `q`, Esc or Ctrl-C quits. When nothing answers
+//! 60 s, each worker's counters, input rate (from two successive documents) and ring
+//! fill, the errors by category and the memory. `q`, Esc or Ctrl-C quits. When nothing answers
 //! at the address at start, it says so and exits with code 3; when the engine goes
 //! away later, the view says so and keeps trying until `q`.
 //!
-//! Not shown yet, because `/stats` does not have them: ring fill and Kafka lag.
+//! Not shown yet, because `/stats` does not have them: Kafka lag and checkpoint
+//! positions.
 
 use std::io::{IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -240,12 +241,19 @@ pub fn draw(frame: &mut Frame, view: &View) {
             w["dead_lettered"].to_string(),
             w["batches"].to_string(),
             w["batch_records"].to_string(),
+            format!(
+                "{}B {:.0}%",
+                human(number(&d["backpressure"]["ring_used_bytes"][index])),
+                100.0 * number(&d["backpressure"]["ring_used_bytes"][index])
+                    / number(&d["backpressure"]["ring_capacity_bytes"]).max(1.0)
+            ),
         ])
     });
-    let table = Table::new(rows, [Constraint::Length(12); 9])
+    let table = Table::new(rows, [Constraint::Length(12); 10])
         .header(
             Row::new([
                 "worker", "in/s", "in", "out", "filtered", "failed", "dead", "batches", "batch",
+                "ring",
             ])
             .style(bold),
         )
@@ -315,7 +323,7 @@ mod tests {
                  "processor_failed": 0, "dead_lettered": 0, "batches": 1, "batch_records": 512}
             ],
             "memory": {"resident_bytes": 23000000, "ring_bytes_total": 16777216},
-            "backpressure": {"ack_waits": 0},
+            "backpressure": {"ack_waits": 0, "ring_capacity_bytes": 1000, "ring_used_bytes": [250, 0]},
             "errors": {"source_rejected": 0, "processor_failed": 0, "sink_dead_lettered": 0,
                        "sink_retries": 4, "breaker_opened": 1,
                        "by_category": {"timeout": {"attempt": 4, "success": 3, "gave_up": 1, "dead_lettered": 1}}},
@@ -350,6 +358,7 @@ mod tests {
         let text = screen(&view);
         let worker_0 = text.lines().find(|l| l.contains("│0 ")).expect(&text).to_string();
         assert!(worker_0.contains(" 4 "), "8 messages in 2 s: {worker_0}");
+        assert!(worker_0.contains("250B 25%"), "ring fill: {worker_0}");
         view.latest = Err("connection refused".into());
         assert!(screen(&view).contains("disconnected: connection refused"));
     }

@@ -12,7 +12,8 @@
 //! - `corestream_sink_failures_total{category, outcome}`: sink failures by error
 //!   category and what became of them (attempt, success, gave_up, dead_lettered).
 //! - gauges: `corestream_worker_batch_records{worker}` (current batch size),
-//!   `corestream_workers`, `corestream_workers_running`, `corestream_ready`,
+//!   `corestream_worker_ring_used_bytes{worker}`, `corestream_ring_capacity_bytes`,
+//!   `corestream_queued_messages` (in the rings), `corestream_workers`, `corestream_workers_running`, `corestream_ready`,
 //!   `corestream_uptime_seconds`, `process_resident_memory_bytes`,
 //!   `process_virtual_memory_bytes`.
 //! - `corestream_latency_seconds`: a histogram of ingest → sink acceptance, buckets
@@ -305,7 +306,26 @@ fn render(
             counts[Counter::BatchRecordsCurrent as usize],
         );
     }
-    let gauges: [(&str, &str, f64); 4] = [
+    let name = "corestream_worker_ring_used_bytes";
+    text.family(name, "gauge", "Bytes waiting in a worker's ring (records, headers, padding).");
+    for (worker, used) in metrics.ring_used_bytes().enumerate() {
+        text.sample(name, &[("worker", &names[worker])], used);
+    }
+    let queued = totals[Counter::Ingested as usize].saturating_sub(
+        totals[Counter::MessagesIn as usize]
+            .saturating_sub(totals[Counter::SourceRejected as usize]),
+    );
+    let gauges: [(&str, &str, f64); 6] = [
+        (
+            "corestream_ring_capacity_bytes",
+            "Bytes of each worker's ring.",
+            metrics.settings().ring_bytes as f64,
+        ),
+        (
+            "corestream_queued_messages",
+            "Messages in the rings: put in by the source, not yet taken by a worker.",
+            queued as f64,
+        ),
         ("corestream_workers", "Worker threads configured.", metrics.settings().workers as f64),
         (
             "corestream_workers_running",

@@ -22,8 +22,11 @@
 //!               p99, p999, max}}]; a window appears once the sampler (one sample a
 //!               second) holds that much history; workers publish latencies every
 //!               100 ms, so a window's latencies are those published within it
-//! backpressure: ack_waits (a worker waited for sink acknowledgements with its ticket
-//!               queue full), ack_waits_per_second (since start)
+//! backpressure: ring_capacity_bytes, ring_used_bytes (per worker, now),
+//!               ring_fill_ratio_max (the fullest ring), queued_messages (in the
+//!               rings), ack_waits (a worker waited for sink acknowledgements with its
+//!               ticket queue full), ack_waits_per_second (since start); the source's
+//!               waits on a full ring are not counted yet
 //! errors:       source_rejected, processor_failed, sink_dead_lettered, sink_retries,
 //!               breaker_opened, dead_lettered, by_category {category: {attempt,
 //!               success, gave_up, dead_lettered}} (categories with any count only)
@@ -159,7 +162,15 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
     windows.push(window("since_start", uptime, &[0; SHARD_SLOTS], &snapshot.totals, &histogram));
     let performance = json!({ "windows": windows });
 
+    let ring_used_bytes: Vec<usize> = metrics.ring_used_bytes().collect();
+    let ring_fill_max = ring_used_bytes.iter().copied().max().unwrap_or(0) as f64
+        / settings.ring_bytes.max(1) as f64;
     let backpressure = json!({
+        "ring_capacity_bytes": settings.ring_bytes,
+        "ring_used_bytes": ring_used_bytes,
+        "ring_fill_ratio_max": ring_fill_max,
+        "queued_messages": get(Counter::Ingested).saturating_sub(
+            get(Counter::MessagesIn).saturating_sub(get(Counter::SourceRejected))),
         "ack_waits": get(Counter::AckWaits),
         "ack_waits_per_second": get(Counter::AckWaits) as f64 / uptime,
     });
