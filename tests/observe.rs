@@ -164,7 +164,7 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
     for family in [
         "corestream_messages_in_total",
         "corestream_worker_messages_in_total{worker=\"1\"}",
-        "corestream_worker_batch_records{worker=\"0\"} 64",
+        "corestream_worker_batch_records{worker=\"0\"}",
         "corestream_worker_ring_used_bytes{worker=\"1\"}",
         "corestream_ring_capacity_bytes 65536",
         "corestream_sink_failures_total{category=\"timeout\",outcome=\"attempt\"}",
@@ -248,6 +248,10 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
     assert_eq!(total("corestream_latency_seconds_bucket{le=\"+Inf\"}"), count);
     assert_eq!(count, snapshot.latency.count, "the histogram holds every published latency");
     assert!(after.contains("corestream_ready 0"));
+    for worker in 0..2 {
+        let gauge = format!("corestream_worker_batch_records{{worker=\"{worker}\"}}");
+        assert_eq!(total(&gauge), 64, "the fixed batch size");
+    }
     assert_eq!(total("corestream_queued_messages"), 0, "drained: nothing left in the rings");
     for worker in 0..2 {
         let used = format!("corestream_worker_ring_used_bytes{{worker=\"{worker}\"}}");
