@@ -144,6 +144,40 @@ fn parse(bytes: &[u8]) -> Parsed {
     }
 }
 
+/// Fuzz invariants of the request parser (`fuzz/fuzz_targets/http_request.rs`,
+/// replayed by `tests/fuzz_replay.rs`): any bytes give a verdict without a panic; a
+/// refusal is 400, 405 or 431; an accepted request is a GET whose path has no query;
+/// and every strict prefix of an accepted head is `Partial`, so a head split across
+/// reads anywhere is read to the end, never refused half-way.
+#[doc(hidden)]
+pub fn fuzz_check_request(data: &[u8]) {
+    let data = &data[..data.len().min(super::REQUEST_HEAD_BYTES_MAX)];
+    match parse(data) {
+        Parsed::Refused(response) => {
+            assert!(matches!(response.status, 400 | 405 | 431), "{}", response.status);
+        }
+        Parsed::Partial => {}
+        Parsed::Complete(request) => {
+            // httparse skips empty lines before the request line (RFC 9112 §2.2).
+            let start = data.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(0);
+            assert!(data[start..].starts_with(b"GET "), "{data:?}");
+            assert!(!request.path.contains('?'), "{}", request.path);
+            let mut headers = [httparse::EMPTY_HEADER; REQUEST_HEADERS_MAX];
+            let head = match httparse::Request::new(&mut headers).parse(data) {
+                Ok(httparse::Status::Complete(head)) => head,
+                other => panic!("complete once, then {other:?}"),
+            };
+            for end in 0..head {
+                assert!(
+                    matches!(parse(&data[..end]), Parsed::Partial),
+                    "prefix of {end} bytes of an accepted head is not partial: {:?}",
+                    String::from_utf8_lossy(&data[..head])
+                );
+            }
+        }
+    }
+}
+
 /// Writes `response` with its length and closes the connection.
 pub fn write_response(stream: &mut TcpStream, response: Response) -> std::io::Result<()> {
     let head = format!(
@@ -177,6 +211,20 @@ mod tests {
         match parse(b"GET /metrics?x=1 HTTP/1.1\r\nHost: a\r\n\r\n") {
             Parsed::Complete(r) => assert_eq!(r.path, "/metrics"),
             _ => panic!("not complete"),
+        }
+    }
+
+    #[test]
+    fn fuzz_check_accepts_assorted_inputs() {
+        for input in [
+            &b"GET /metrics HTTP/1.1\r\nHost: a\r\nAccept: */*\r\n\r\n"[..],
+            b"GET /ready?x HTTP/1.0\r\n\r\n",
+            b"POST / HTTP/1.1\r\n\r\n",
+            b"\x00\xff",
+            b"",
+            b"GET / HTTP/1.1\n\n",
+        ] {
+            fuzz_check_request(input);
         }
     }
 
