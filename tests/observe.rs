@@ -2,7 +2,8 @@
 //! start, run and drain, counters that add up once drained, hostile clients, and the
 //! `run --observe` flag and `[observe]` section of the CLI.
 //!
-//! Needs `promtool` (Debian package `prometheus`; `.ci/run` installs it).
+//! Needs `promtool` (Debian package `prometheus`) and, for `corestream top`
+//! (feature `top`, on by default), `tmux`; `.ci/run` installs both.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -408,6 +409,7 @@ fn a_taken_or_invalid_address_stops_the_run_naming_the_setting() {
 }
 
 /// Runs tmux on a socket of this test's own.
+#[cfg(feature = "top")]
 fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
     Command::new("tmux")
         .args(["-L", socket])
@@ -416,6 +418,7 @@ fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
         .expect("tmux (installed by .ci/run) must be on PATH")
 }
 
+#[cfg(feature = "top")]
 #[test]
 fn top_shows_a_running_engine_in_a_terminal_and_q_quits() {
     let dir = temp_dir("top");
@@ -467,6 +470,7 @@ fn top_shows_a_running_engine_in_a_terminal_and_q_quits() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
+#[cfg(feature = "top")]
 #[test]
 fn top_says_so_when_nothing_listens() {
     let free = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();

@@ -21,6 +21,7 @@ macro_rules! out {
 pub mod bench;
 pub mod check;
 pub mod report;
+#[cfg(feature = "top")]
 pub mod top;
 
 use std::io::IsTerminal;
@@ -81,6 +82,7 @@ pub enum Command {
         timeout_secs: u64,
     },
     /// A live view of a running engine from its observe server's /stats (q quits).
+    #[cfg(feature = "top")]
     Top(top::TopArgs),
 }
 
@@ -101,6 +103,7 @@ pub fn main() -> i32 {
         Command::Validate { config } => validate(&config),
         Command::Bench(args) => bench::run(&args),
         Command::Check { config, timeout_secs } => check::run(&config, timeout_secs),
+        #[cfg(feature = "top")]
         Command::Top(args) => top::run(&args),
     }
 }
