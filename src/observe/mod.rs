@@ -235,12 +235,16 @@ pub struct Sample {
     pub latency: Histogram<u64>,
 }
 
-/// A running observe server. Dropping it stops its threads.
+/// A running observe server. Dropping it closes the listener and stops the accept
+/// and sampler threads (joined); a handler busy with a slow client is not waited
+/// for: it ends by itself within [`ObserveSettings::request_timeout`] plus
+/// [`RESPONSE_WRITE_TIMEOUT`], so a hostile client cannot delay the process's exit.
 pub struct ObserveServer {
     address: SocketAddr,
     shared: Arc<Shared>,
     /// Dropped on shutdown: the sampler's wake-up.
     sampler_stop: Option<Sender<()>>,
+    /// The accept and sampler threads (the handlers are detached).
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -262,7 +266,7 @@ impl ObserveServer {
             request_timeout: settings.request_timeout,
         });
         let (queue_in, queue_out) = channel::bounded::<TcpStream>(CONNECTIONS_QUEUED_MAX);
-        let mut threads = Vec::with_capacity(OBSERVE_HANDLERS + 2);
+        let mut threads = Vec::with_capacity(2);
         // The server's threads allocate per request by design: outside the data path,
         // they leave the zero-allocation count (see `metrics::alloc`).
         let spawn = |name: String, body: Box<dyn FnOnce() + Send>| {
@@ -276,7 +280,8 @@ impl ObserveServer {
         };
         for index in 0..OBSERVE_HANDLERS {
             let (queue, shared) = (queue_out.clone(), shared.clone());
-            threads.push(spawn(
+            // Detached: it ends when the accept thread drops the queue's sender.
+            drop(spawn(
                 format!("corestream-observe-http-{index}"),
                 Box::new(move || handle_connections(&queue, &shared)),
             )?);
