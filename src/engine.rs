@@ -8,7 +8,7 @@
 //! its sink and waits for the last acknowledgements; then the source writes its
 //! final checkpoint. Nothing accepted from the input is dropped on the way.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use crate::metrics::counters::{ENGINE_COUNTERS, SHARD_SLOTS};
 use crate::metrics::latency::new_histogram;
 use crate::metrics::{Counter, LatencyRecorder, LatencyShared, LatencySummary, ShardedCounters};
 use crate::processor::Processor;
-use crate::ring::ring;
+use crate::ring::{RingFill, ring};
 use crate::sink::dead_letter::{DeadLetter, StopDeadLetter};
 use crate::sink::{Resilience, ResilientSinkFactory, SinkFactory};
 use crate::source::{Ingest, IngestParts, IngestSettings, Routing, Source, SourceError};
@@ -320,6 +320,7 @@ impl Engine {
             worker_threads.push(handle);
         }
 
+        let ring_fill: Vec<RingFill> = producers.iter().map(|p| p.fill()).collect();
         let ingest = Ingest::new(IngestParts {
             producers,
             settings: IngestSettings {
@@ -335,17 +336,31 @@ impl Engine {
             watermarks,
         });
         let mut source = self.source;
-        let source_running = running.clone();
+        let status = Arc::new(RunStatus {
+            source: AtomicU8::new(SOURCE_NOT_STARTED),
+            stop: stop.clone(),
+            workers_running: running.clone(),
+            workers,
+        });
+        let source_status = status.clone();
         let source_thread = std::thread::Builder::new()
             .name("corestream-source".into())
-            .spawn(move || run_source(source.as_mut(), ingest, &source_running))
+            .spawn(move || run_source(source.as_mut(), ingest, &source_status))
             .map_err(|e| EngineError::Startup(format!("cannot spawn the source thread: {e}")))?;
 
         Ok(RunningEngine {
             source_thread,
             worker_threads,
             stop,
-            metrics: Metrics { counters, latency, started: Instant::now() },
+            metrics: Metrics {
+                counters,
+                latency,
+                started: Instant::now(),
+                status,
+                settings,
+                batch_sizing: self.batch_sizing,
+                ring_fill,
+            },
         })
     }
 
@@ -368,15 +383,67 @@ impl Drop for DoneGuard {
 fn run_source(
     source: &mut dyn Source,
     mut ingest: Ingest,
-    workers_running: &AtomicUsize,
+    status: &RunStatus,
 ) -> Result<(), SourceError> {
+    status.source.store(SOURCE_READING, Ordering::Release);
     let result = source.run(&mut ingest);
+    status.source.store(SOURCE_DRAINING, Ordering::Release);
     ingest.close();
-    while workers_running.load(Ordering::Acquire) > 0 {
+    while status.workers_running.load(Ordering::Acquire) > 0 {
         std::thread::sleep(Duration::from_millis(1));
     }
     let finished = source.finish(&mut ingest);
+    status.source.store(SOURCE_FINISHED, Ordering::Release);
     result.and(finished)
+}
+
+/// `RunStatus::source`: the source thread has not called `Source::run` yet.
+const SOURCE_NOT_STARTED: u8 = 0;
+/// The source is reading its input.
+const SOURCE_READING: u8 = 1;
+/// The input ended or a stop was asked: the rings are closed (or about to be) and
+/// the workers drain.
+const SOURCE_DRAINING: u8 = 2;
+/// The workers are done and the final checkpoint is written (or failed).
+const SOURCE_FINISHED: u8 = 3;
+
+/// Where a run is, read by probes (`/ready`) without touching the data path: the
+/// source thread writes `source` twice per run, the workers decrement
+/// `workers_running` once each when they end.
+struct RunStatus {
+    /// One of the `SOURCE_*` states.
+    source: AtomicU8,
+    /// The engine's stop flag (set by [`RunningEngine::stop`] or a signal).
+    stop: Arc<AtomicBool>,
+    /// Worker threads still running (starts at `workers`).
+    workers_running: Arc<AtomicUsize>,
+    workers: usize,
+}
+
+/// The phase of a run, as probes and `/stats` report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Threads are started, the source has not begun reading.
+    Starting,
+    /// The source reads and every worker runs.
+    Running,
+    /// Stopping: a stop was asked or the input ended (or a worker ended early);
+    /// what was read is being processed, delivered and checkpointed.
+    Draining,
+    /// Every thread is done.
+    Finished,
+}
+
+impl Phase {
+    /// Stable lower-case name (JSON, metrics labels).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+            Phase::Finished => "finished",
+        }
+    }
 }
 
 /// Counters and histograms of a running engine, readable from any thread.
@@ -385,6 +452,11 @@ pub struct Metrics {
     counters: Arc<ShardedCounters>,
     latency: Vec<LatencyShared>,
     started: Instant,
+    status: Arc<RunStatus>,
+    settings: EngineSettings,
+    batch_sizing: Option<BatchSizing>,
+    /// Each worker's ring, read-only.
+    ring_fill: Vec<RingFill>,
 }
 
 /// A point-in-time view of the metrics.
@@ -427,6 +499,66 @@ impl Metrics {
         &self.counters
     }
 
+    /// The settings the engine runs with.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    /// The adaptive batch size, if on.
+    pub fn batch_sizing(&self) -> Option<&BatchSizing> {
+        self.batch_sizing.as_ref()
+    }
+
+    /// Where the run is (two atomic loads; never waits for a thread).
+    pub fn phase(&self) -> Phase {
+        let status = &*self.status;
+        let source = status.source.load(Ordering::Acquire);
+        let workers_running = status.workers_running.load(Ordering::Acquire);
+        match source {
+            SOURCE_FINISHED => Phase::Finished,
+            SOURCE_NOT_STARTED if !status.stop.load(Ordering::Relaxed) => Phase::Starting,
+            SOURCE_READING
+                if !status.stop.load(Ordering::Relaxed) && workers_running == status.workers =>
+            {
+                Phase::Running
+            }
+            _ => Phase::Draining,
+        }
+    }
+
+    /// Time since the engine started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Bytes waiting in each worker's ring now (two atomic loads per ring).
+    pub fn ring_used_bytes(&self) -> impl Iterator<Item = usize> + '_ {
+        self.ring_fill.iter().map(RingFill::used_bytes)
+    }
+
+    /// Worker threads still running.
+    pub fn workers_running(&self) -> usize {
+        self.status.workers_running.load(Ordering::Acquire)
+    }
+
+    /// The ingest → sink latency of every worker merged (ns), as published so far
+    /// (workers publish at most every [`crate::metrics::latency::LATENCY_PUBLISH_NS`]
+    /// and at the end). Locks each worker's shared copy in turn; a worker that finds
+    /// it locked publishes later instead of waiting. Allocates one histogram.
+    pub fn latency_histogram(&self) -> hdrhistogram::Histogram<u64> {
+        let mut merged = new_histogram();
+        self.merge_latency_into(&mut merged);
+        merged
+    }
+
+    /// Adds every worker's published latencies to `into` (a histogram from
+    /// [`crate::metrics::latency::new_histogram`]); allocates nothing.
+    pub fn merge_latency_into(&self, into: &mut hdrhistogram::Histogram<u64>) {
+        for shared in &self.latency {
+            shared.merge_into(into);
+        }
+    }
+
     /// Reads every counter and merges the histograms; the workers are not stopped.
     pub fn snapshot(&self) -> Snapshot {
         let mut totals = [0u64; SHARD_SLOTS];
@@ -434,15 +566,11 @@ impl Metrics {
         let per_worker = (0..self.latency.len())
             .map(|w| std::array::from_fn(|slot| self.counters.shard(w).get_slot(slot)))
             .collect();
-        let mut merged = new_histogram();
-        for shared in &self.latency {
-            shared.merge_into(&mut merged);
-        }
         Snapshot {
             elapsed: self.started.elapsed(),
             totals,
             per_worker,
-            latency: LatencySummary::of(&merged),
+            latency: LatencySummary::of(&self.latency_histogram()),
         }
     }
 }

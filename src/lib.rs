@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod limits;
 pub mod message;
 pub mod metrics;
+pub mod observe;
 pub mod parse;
 pub mod processor;
 pub mod retry;

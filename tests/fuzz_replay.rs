@@ -75,6 +75,12 @@ fn config_corpus_holds_every_invariant() {
     assert!(replayed >= SEEDS_MIN, "only {replayed} config inputs replayed");
 }
 
+#[test]
+fn http_request_corpus_holds_every_invariant() {
+    let replayed = replay("http_request", corestream::observe::http::fuzz_check_request);
+    assert!(replayed >= SEEDS_MIN, "only {replayed} http_request inputs replayed");
+}
+
 /// The checks are not vacuous: a wrong answer is caught.
 #[test]
 #[should_panic(expected = "invariant violated")]

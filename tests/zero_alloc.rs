@@ -3,7 +3,11 @@
 //!
 //! A counting global allocator counts every allocation of every thread. The test
 //! thread polls the engine's counters (allocation-free) and reads the allocation
-//! count at two points of the run, at least 1M messages apart.
+//! count at two points of the run, at least 1M messages apart. While `/metrics` and
+//! `/stats` are scraped in a loop, the same holds: the observe server's threads and
+//! the scraping thread allocate per request and leave the count
+//! (`metrics::alloc::leave_current_thread_uncounted`); the source, the workers and
+//! the sinks still count.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -124,4 +128,88 @@ fn file_to_processor_to_file_allocates_nothing_per_message() {
     let written = std::fs::metadata(&output).unwrap().len();
     assert_eq!(written, std::fs::metadata(&input).unwrap().len(), "every byte written back");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// GETs `path` and returns the status code (allocates; run it uncounted).
+fn scrape(address: std::net::SocketAddr, path: &str) -> u16 {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn generator_to_null_allocates_nothing_per_message_while_metrics_are_scraped() {
+    use corestream::observe::{Attached, ObserveServer, ObserveSettings};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = ObserveServer::start(&ObserveSettings {
+        address: "127.0.0.1:0".parse().unwrap(),
+        ..ObserveSettings::default()
+    })
+    .unwrap();
+    let source = GeneratorSource::new(GeneratorSettings {
+        count: None,
+        keys: 10_000,
+        message_bytes: 200,
+        ..Default::default()
+    })
+    .unwrap();
+    let engine = Engine::new(
+        settings(),
+        Box::new(source),
+        Box::new(|_| Box::new(PassThrough)),
+        Arc::new(NullSinkFactory),
+    )
+    .start()
+    .unwrap();
+    server.attach(Attached {
+        metrics: engine.metrics().clone(),
+        source: "generator".into(),
+        sink: "null".into(),
+    });
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let address = server.address();
+    let scraper = {
+        let (scrapes, done) = (scrapes.clone(), done.clone());
+        std::thread::spawn(move || {
+            corestream::metrics::alloc::leave_current_thread_uncounted();
+            while !done.load(Ordering::Relaxed) {
+                assert_eq!(scrape(address, "/metrics"), 200);
+                assert_eq!(scrape(address, "/stats"), 200);
+                scrapes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    // The window spans at least MEASURED_MESSAGES messages and 20 scrapes of both.
+    let counters = engine.metrics().counters();
+    let wait_for = |messages: u64, scraped: u64| {
+        while counters.sum(Counter::MessagesIn) < messages
+            || scrapes.load(Ordering::Relaxed) < scraped
+        {
+            assert!(!engine.is_finished(), "engine ended early");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        (counters.sum(Counter::MessagesIn), scrapes.load(Ordering::Relaxed))
+    };
+    let (start_messages, start_scrapes) = wait_for(WARM_UP_MESSAGES, 1);
+    let start = allocations();
+    let (end_messages, end_scrapes) =
+        wait_for(start_messages + MEASURED_MESSAGES, start_scrapes + 20);
+    let end = allocations();
+    done.store(true, Ordering::Relaxed);
+    scraper.join().unwrap();
+    engine.stop();
+    engine.join().unwrap();
+    let (allocated, messages) = (end - start, end_messages - start_messages);
+    assert!(end_scrapes - start_scrapes >= 20);
+    assert_eq!(
+        allocated,
+        0,
+        "{allocated} allocations during {messages} messages and {} scrapes",
+        end_scrapes - start_scrapes
+    );
 }

@@ -1,11 +1,12 @@
-//! The `corestream` command line: `run`, `bench`, `validate`, `check`.
+//! The `corestream` command line: `run`, `bench`, `validate`, `check`, `top`.
 //!
 //! Exit codes (also in the README):
 //! - 0: success (end of input, or a clean shutdown after SIGINT/SIGTERM)
 //! - 1: the pipeline failed while running (a source or sink error)
 //! - 2: invalid configuration or command line
-//! - 3: an input, output or dead-letter file cannot be opened, or (`check`) the
-//!   Kafka brokers cannot be reached or a topic is missing
+//! - 3: an input, output or dead-letter file cannot be opened, the observe address
+//!   cannot be listened on, or (`check`) the Kafka brokers cannot be reached or a
+//!   topic is missing
 //! - 130: a second SIGINT/SIGTERM during shutdown (immediate exit)
 
 // Defined before the submodules so they can use it.
@@ -21,6 +22,8 @@ pub mod bench;
 pub mod check;
 pub mod report;
 pub mod test;
+#[cfg(feature = "top")]
+pub mod top;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,6 +35,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::PipelineConfig;
 use crate::config::build::{self, BuildError};
+use crate::observe::{AddressOrigin, Attached, ObserveServer};
 
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_RUNTIME: i32 = 1;
@@ -57,6 +61,10 @@ pub enum Command {
         /// terminal, none otherwise.
         #[arg(long)]
         progress_secs: Option<u64>,
+        /// Serve /metrics, /stats, /ping and /ready on this IP:port ("off": no
+        /// server). Overrides the file's [observe]; default 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDRESS|off")]
+        observe: Option<String>,
     },
     /// Check a pipeline file offline and print the compiled pipeline.
     Validate {
@@ -84,6 +92,9 @@ pub enum Command {
         #[arg(long, default_value_t = 10)]
         timeout_secs: u64,
     },
+    /// A live view of a running engine from its observe server's /stats (q quits).
+    #[cfg(feature = "top")]
+    Top(top::TopArgs),
 }
 
 /// Parses the command line and runs it; returns the process exit code.
@@ -97,7 +108,9 @@ pub fn main() -> i32 {
         }
     };
     match cli.command {
-        Command::Run { config, progress_secs } => run(&config, progress_secs),
+        Command::Run { config, progress_secs, observe } => {
+            run(&config, progress_secs, observe.as_deref())
+        }
         Command::Validate { configs } => {
             // Every file is checked, in order; the exit code is the worst one's.
             let mut worst = EXIT_OK;
@@ -112,6 +125,8 @@ pub fn main() -> i32 {
         Command::Test { config, tests } => test::run(&config, tests.as_deref()),
         Command::Bench(args) => bench::run(&args),
         Command::Check { config, timeout_secs } => check::run(&config, timeout_secs),
+        #[cfg(feature = "top")]
+        Command::Top(args) => top::run(&args),
     }
 }
 
@@ -153,7 +168,43 @@ pub fn install_signals() -> std::io::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-fn run(path: &std::path::Path, progress_secs: Option<u64>) -> i32 {
+/// Starts the observe server that `config` and the `--observe` flag ask for: `None`
+/// when it is off, or when the default address is taken (a warning: nobody asked
+/// for that port); an address the user chose that cannot be bound is an error.
+fn observe_server(
+    config: &PipelineConfig,
+    flag: Option<&str>,
+) -> Result<Option<ObserveServer>, i32> {
+    let settings = match flag {
+        Some(value) => config.observe.clone().with_flag(value).map_err(|e| {
+            eprintln!("corestream: {e}");
+            EXIT_CONFIG
+        })?,
+        None => config.observe.clone(),
+    };
+    if !settings.enabled {
+        return Ok(None);
+    }
+    match ObserveServer::start(&settings) {
+        Ok(server) => {
+            eprintln!(
+                "corestream: observe: http://{} (/metrics /stats /ping /ready)",
+                server.address()
+            );
+            Ok(Some(server))
+        }
+        Err(e) if e.in_use() && settings.address_origin == AddressOrigin::Default => {
+            eprintln!("corestream: warning: {e}; running without the observe server");
+            Ok(None)
+        }
+        Err(e) => {
+            eprintln!("corestream: {e}");
+            Err(EXIT_IO)
+        }
+    }
+}
+
+fn run(path: &std::path::Path, progress_secs: Option<u64>, observe: Option<&str>) -> i32 {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -161,6 +212,12 @@ fn run(path: &std::path::Path, progress_secs: Option<u64>) -> i32 {
     let engine = match build::engine(&config) {
         Ok(e) => e,
         Err(e) => return build_error(e),
+    };
+    // Before the engine starts, so a taken port stops the run before any output file
+    // is created or truncated, and `/ready` answers 503 until the engine runs.
+    let server = match observe_server(&config, observe) {
+        Ok(server) => server,
+        Err(code) => return code,
     };
     let signals = match install_signals() {
         Ok(flag) => flag,
@@ -176,6 +233,13 @@ fn run(path: &std::path::Path, progress_secs: Option<u64>) -> i32 {
             return EXIT_RUNTIME;
         }
     };
+    if let Some(server) = &server {
+        server.attach(Attached {
+            metrics: running.metrics().clone(),
+            source: config.source.to_string(),
+            sink: config.sink.to_string(),
+        });
+    }
     let interval = match progress_secs {
         Some(0) => None,
         Some(s) => Some(Duration::from_secs(s)),
@@ -266,5 +330,13 @@ fn validate(path: &std::path::Path) -> i32 {
     }
     // Its own heading: "retry:", each value with where it came from.
     out!("{}", config.retry);
+    if config.observe.enabled {
+        out!(
+            "observe: http://{} (/metrics /stats /ping /ready; `run --observe off` to disable)",
+            config.observe.address
+        );
+    } else {
+        out!("observe: off");
+    }
     EXIT_OK
 }

@@ -41,6 +41,10 @@
 //!                               #   (dropped on purpose: counted, first 10 logged)
 //!
 //! [retry]                       # optional; see `retry::env` (env vars CORESTREAM_RETRY_*)
+//!
+//! [observe]                     # optional; the HTTP server (see `observe`)
+//! enabled = true                # default true; `run --observe off` too
+//! address = "127.0.0.1:9464"    # IP:port (default loopback 9464; port 0: any free port)
 //! ```
 //!
 //! Each section is one struct holding the fields of every `type`, so that every value
@@ -69,6 +73,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
 use crate::engine::EngineSettings;
+use crate::observe::{AddressOrigin, ObserveSettings};
 use crate::retry::breaker::{BreakerConfig, CircuitBreaker};
 use crate::retry::env::{EffectiveRetry, RetryConfig};
 use crate::sink::writer::{Compression, WriterSettings, ZSTD_LEVEL_DEFAULT};
@@ -162,6 +167,14 @@ struct RawConfig {
     sink: Option<Spanned<RawSink>>,
     dead_letter: Option<Spanned<RawDeadLetter>>,
     retry: Option<RetryConfig>,
+    observe: Option<RawObserve>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObserve {
+    enabled: Option<bool>,
+    address: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,6 +314,8 @@ pub struct PipelineConfig {
     pub batch_sizing: Option<BatchSizing>,
     pub dead_letter: Option<DeadLetterSpec>,
     pub retry: EffectiveRetry,
+    /// The HTTP server (`[observe]`).
+    pub observe: ObserveSettings,
     /// Problems that do not stop the run (memory above what is available now);
     /// `validate` and `run` print them.
     pub warnings: Vec<String>,
@@ -386,6 +401,7 @@ impl PipelineConfig {
         distinct_files(&raw, &source, &sink, dead_letter.as_ref()).map_err(fail)?;
         let retry = EffectiveRetry::resolve(env, raw.retry.as_ref())
             .map_err(|e| fail(retry_diagnostic(&e, raw.retry.as_ref())))?;
+        let observe = observe_settings(raw.observe.as_ref()).map_err(fail)?;
         let mut config = PipelineConfig {
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -397,6 +413,7 @@ impl PipelineConfig {
             batch_sizing,
             dead_letter,
             retry,
+            observe,
             warnings: Vec::new(),
         };
         if let Some(machine) = memory::MachineMemory::cached() {
@@ -1026,6 +1043,21 @@ fn batch_sizing(raw: &RawEngine, batch_records: usize) -> Result<Option<BatchSiz
         )
     })?;
     Ok(Some(sizing))
+}
+
+/// `[observe]`: the HTTP server's settings (see [`crate::observe::ObserveSettings`]).
+fn observe_settings(raw: Option<&RawObserve>) -> Result<ObserveSettings, Diagnostic> {
+    let mut settings = ObserveSettings::default();
+    let Some(raw) = raw else { return Ok(settings) };
+    settings.enabled = raw.enabled.unwrap_or(true);
+    if let Some(address) = &raw.address {
+        settings.address = ObserveSettings::parse_address(address.get_ref()).map_err(|e| {
+            Diagnostic::new(Some(address.span()), format!("observe.address: {e}"))
+                .hint("an IP address and port: \"127.0.0.1:9464\" (loopback), \"0.0.0.0:9464\" (every interface)")
+        })?;
+        settings.address_origin = AddressOrigin::File;
+    }
+    Ok(settings)
 }
 
 fn dead_letter_spec(

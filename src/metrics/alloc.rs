@@ -5,8 +5,13 @@
 //! It forwards to the system allocator and counts allocation calls (including
 //! `realloc`) and bytes with one relaxed atomic add each; `corestream bench`
 //! reports allocations per message from it.
+//!
+//! A thread that is not part of the data path (the observe server's, which allocate
+//! per request by design) can leave itself uncounted with
+//! [`leave_current_thread_uncounted`]; every other thread of the process counts.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -43,13 +48,29 @@ unsafe impl GlobalAlloc for CountingAllocator {
     }
 }
 
+thread_local! {
+    /// Set on threads outside the data path (see the module docs). A const-initialised
+    /// `Cell` with no destructor: reading it never allocates, even during thread exit.
+    static UNCOUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Stops counting the allocations of the calling thread, for good. For threads
+/// outside the data path only (the observe server's); the zero-allocation tests
+/// count every other thread.
+pub fn leave_current_thread_uncounted() {
+    UNCOUNTED.with(|uncounted| uncounted.set(true));
+}
+
 #[inline(always)]
 fn count(bytes: usize) {
-    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-    ALLOCATED_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
     if !INSTALLED.load(Ordering::Relaxed) {
         INSTALLED.store(true, Ordering::Relaxed);
     }
+    if UNCOUNTED.try_with(Cell::get).unwrap_or(false) {
+        return;
+    }
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    ALLOCATED_BYTES.fetch_add(bytes as u64, Ordering::Relaxed);
 }
 
 /// Allocation calls so far in this process (0 if the allocator is not installed).

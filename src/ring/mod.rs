@@ -185,10 +185,42 @@ pub struct Producer {
     records_staged: usize,
 }
 
+/// A read-only view of a ring's fill, for observers on other threads (the observe
+/// server). Holds the ring's shared state alive; reads two indices, writes nothing.
+#[derive(Clone)]
+pub struct RingFill {
+    shared: Arc<Shared>,
+}
+
+impl RingFill {
+    /// Bytes published and not yet released (records waiting or being read,
+    /// with their headers and wrap padding). A lower bound of nothing: both ends move
+    /// on while it is read, but it never exceeds the capacity.
+    pub fn used_bytes(&self) -> usize {
+        // Head first: `tail` only grows and `head <= tail` always, so a tail loaded
+        // after the head is at least that head.
+        let head = self.shared.head.load(Ordering::Acquire);
+        let tail = self.shared.tail.load(Ordering::Acquire);
+        let used = tail.saturating_sub(head);
+        debug_assert!(used <= self.shared.capacity());
+        used.min(self.shared.capacity())
+    }
+
+    /// Ring capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity()
+    }
+}
+
 impl Producer {
     /// Ring capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.shared.capacity()
+    }
+
+    /// A view of this ring's fill for another thread.
+    pub fn fill(&self) -> RingFill {
+        RingFill { shared: self.shared.clone() }
     }
 
     /// Largest frame this ring accepts (header and padding included).

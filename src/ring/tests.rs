@@ -216,3 +216,20 @@ fn payloads_of_every_small_length_copy_exactly() {
         assert_eq!(back.payload, &expected[..], "payload for len {len}");
     }
 }
+
+#[test]
+fn fill_sees_published_bytes_until_the_batch_is_released() {
+    let (mut producer, mut consumer) = ring(4096).unwrap();
+    let fill = producer.fill();
+    assert_eq!((fill.used_bytes(), fill.capacity()), (0, 4096));
+    producer.write(&msg(0, b"hello")).unwrap();
+    assert_eq!(fill.used_bytes(), 0, "staged, not published");
+    producer.commit();
+    let used = fill.used_bytes();
+    assert!(used >= RECORD_HEADER_BYTES + 5, "{used}");
+    let batch = consumer.read_batch(16);
+    assert_eq!(batch.iter().count(), 1);
+    assert_eq!(fill.used_bytes(), used, "read but not released");
+    drop(batch);
+    assert_eq!(fill.used_bytes(), 0);
+}
