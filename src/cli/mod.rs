@@ -329,7 +329,7 @@ fn validate(path: &std::path::Path) -> i32 {
         ),
     }
     // Its own heading: "retry:", each value with where it came from.
-    out!("{}", config.retry);
+    out!("{}", config.retry.to_string().trim_end());
     if config.observe.enabled {
         out!(
             "observe: http://{} (/metrics /stats /ping /ready; `run --observe off` to disable)",
