@@ -280,3 +280,35 @@ fn errors_about_unopenable_files_end_without_a_category() {
     assert!(stderr.contains("no/such/dir"), "{stderr}");
     assert!(!stderr.contains("(topic_missing)") && !stderr.contains("(configuration)"), "{stderr}");
 }
+
+/// Memory the machine will not give at start (here a 2 GB address-space limit
+/// against 2 × (1 GiB ring + 1 GiB arena)): a clear error naming the setting, never
+/// a panic or an abort, and the existing output is left as it was.
+#[test]
+fn an_allocation_refused_at_start_is_an_error_and_changes_nothing() {
+    let dir = temp_dir("oom");
+    let output = dir.join("out.ndjson");
+    std::fs::write(&output, "kept\n").unwrap();
+    let config = dir.join("p.toml");
+    std::fs::write(
+        &config,
+        "[engine]\nworkers = 2\nring_bytes = \"1GiB\"\narena_bytes = \"1GiB\"\n\
+         [source]\ntype = \"generator\"\ncount = 10\n\
+         [sink]\ntype = \"file\"\npath = \"out.ndjson\"\n[observe]\nenabled = false\n",
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 2000000 && exec '{}' run '{}'",
+            env!("CARGO_BIN_EXE_corestream"),
+            config.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("out of memory") && stderr.contains("engine."), "{stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("memory allocation of"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "kept\n");
+}

@@ -339,11 +339,11 @@ fn write_config(dir: &Path, observe: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn run_serves_on_the_address_it_prints_until_a_signal_drains_it() {
-    let dir = temp_dir("cli");
-    let config = write_config(&dir, "[observe]\naddress = \"127.0.0.1:9\"\n");
-    // The flag overrides the file (port 9 would need root and be refused).
+/// Starts `corestream run config` with the server on a free port; returns the child,
+/// its stderr (past the observe line) and the address the run printed.
+fn run_on_a_free_port(
+    config: &Path,
+) -> (std::process::Child, BufReader<std::process::ChildStderr>, SocketAddr) {
     let mut child = binary()
         .args(["run", config.to_str().unwrap(), "--observe", "127.0.0.1:0"])
         .stderr(Stdio::piped())
@@ -351,7 +351,7 @@ fn run_serves_on_the_address_it_prints_until_a_signal_drains_it() {
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut seen = String::new();
-    let address: SocketAddr = loop {
+    let address = loop {
         let mut line = String::new();
         assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "no observe line in {seen:?}");
         if let Some(rest) = line.strip_prefix("corestream: observe: http://") {
@@ -359,6 +359,15 @@ fn run_serves_on_the_address_it_prints_until_a_signal_drains_it() {
         }
         seen.push_str(&line);
     };
+    (child, stderr, address)
+}
+
+#[test]
+fn run_serves_on_the_address_it_prints_until_a_signal_drains_it() {
+    let dir = temp_dir("cli");
+    let config = write_config(&dir, "[observe]\naddress = \"127.0.0.1:9\"\n");
+    // The flag overrides the file (port 9 would need root and be refused).
+    let (mut child, mut stderr, address) = run_on_a_free_port(&config);
     poll(address, "/ready", |status, _| status == 200);
     let (_, metrics) =
         poll(address, "/metrics", |_, body| sample(body, "corestream_messages_out_total") > 0.0);
@@ -426,19 +435,7 @@ fn tmux(socket: &str, args: &[&str]) -> std::process::Output {
 fn top_shows_a_running_engine_in_a_terminal_and_q_quits() {
     let dir = temp_dir("top");
     let config = write_config(&dir, "");
-    let mut child = binary()
-        .args(["run", config.to_str().unwrap(), "--observe", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let address: SocketAddr = loop {
-        let mut line = String::new();
-        assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "no observe line");
-        if let Some(rest) = line.strip_prefix("corestream: observe: http://") {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+    let (mut child, _stderr, address) = run_on_a_free_port(&config);
     poll(address, "/ready", |status, _| status == 200);
 
     let socket = format!("corestream-top-{}", std::process::id());
