@@ -7,8 +7,8 @@
 //! brokers = "localhost:9092"
 //! group = "orders-enricher"
 //! topics = ["orders"]
-//! commit_interval = "1s"              # commit at least this often while busy
-//! commit_every_messages = 100000      # ... or after this many messages
+//! commit_interval = "100ms"           # commit what settled at least this often
+//! commit_every_messages = 2000        # ... or once this many settled messages wait
 //! queued_max_messages_kbytes = 16384  # librdkafka prefetch bound (memory)
 //! create_topics = false               # missing topic: wait by the retry policy
 //! properties = { "security.protocol" = "sasl_ssl", "session.timeout.ms" = 10000 }

@@ -8,7 +8,8 @@ use rdkafka::bindings as rd;
 use rdkafka::bindings::rd_kafka_resp_err_t as Err;
 
 use super::{
-    ERROR_LOG_EVERY, ERROR_LOG_FIRST, FETCH_QUEUE_BACKOFF_MS_DEFAULT, FETCH_WAIT_MAX_MS_DEFAULT,
+    ASSIGNMENT_STRATEGY_DEFAULT, ERROR_LOG_EVERY, ERROR_LOG_FIRST, FETCH_QUEUE_BACKOFF_MS_DEFAULT,
+    FETCH_WAIT_MAX_MS_DEFAULT,
 };
 use crate::kafka::native::{self, KafkaCode, NativeClient, PartitionList};
 use crate::kafka::{KafkaSourceSpec, native_conf};
@@ -26,6 +27,8 @@ pub(super) struct Callbacks {
     pub(super) closing: AtomicBool,
     /// An asynchronous commit failed: the next commit resends every partition.
     pub(super) commit_failed: AtomicBool,
+    /// A commit's answer arrived (success or failure) since the last one was sent.
+    pub(super) commit_answered: AtomicBool,
     pub(super) commit_failures: AtomicU64,
     pub(super) errors: AtomicU64,
 }
@@ -60,6 +63,7 @@ impl Consumer {
                 ("enable.partition.eof", "false"),
                 ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS_DEFAULT),
                 ("fetch.wait.max.ms", FETCH_WAIT_MAX_MS_DEFAULT),
+                ("partition.assignment.strategy", ASSIGNMENT_STRATEGY_DEFAULT),
             ],
             &[
                 ("group.id", &spec.group),
@@ -72,6 +76,7 @@ impl Consumer {
             pending: Mutex::new(None),
             closing: AtomicBool::new(false),
             commit_failed: AtomicBool::new(false),
+            commit_answered: AtomicBool::new(false),
             commit_failures: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         });
@@ -254,6 +259,7 @@ unsafe extern "C" fn on_commit(
 ) {
     // SAFETY: as in `on_rebalance`.
     let callbacks = unsafe { &*(opaque as *const Callbacks) };
+    callbacks.commit_answered.store(true, Ordering::Relaxed);
     // "No offset" is not a failure: nothing new was committed.
     if err != Err::RD_KAFKA_RESP_ERR_NO_ERROR && err != Err::RD_KAFKA_RESP_ERR__NO_OFFSET {
         let n = callbacks.commit_failures.fetch_add(1, Ordering::Relaxed);

@@ -202,6 +202,7 @@ impl KafkaSource {
             partitions.resize(p + 1, PartitionEntry { slot: NO_SLOT, decide_on_first: false });
         }
         partitions[p] = PartitionEntry { slot, decide_on_first: false };
+        self.awaiting_first_commit = true;
         self.assigned.push(slot);
         self.recount_workers();
         Ok(slot)
