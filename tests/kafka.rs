@@ -519,6 +519,47 @@ fn check_reports_brokers_topics_and_partitions_and_fails_fast_when_unreachable()
     assert!(error.contains("cannot reach the Kafka brokers 127.0.0.1:1"), "{error}");
 }
 
+#[test]
+fn check_says_once_that_brokers_shared_by_several_sections_are_unreachable() {
+    let dir = std::env::temp_dir().join(format!("corestream-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("check.toml");
+    std::fs::write(
+        &config,
+        r#"[source]
+type = "kafka"
+brokers = "127.0.0.1:1"
+group = "g"
+topics = ["in"]
+
+[sink]
+type = "kafka"
+brokers = "127.0.0.1:1"
+topic = "out"
+
+[dead_letter]
+type = "kafka"
+brokers = "127.0.0.1:1"
+topic = "dead"
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .args(["check", "--timeout-secs", "1"])
+        .arg(&config)
+        .output()
+        .expect("corestream check runs");
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert_eq!(stderr.matches("cannot reach the Kafka brokers").count(), 1, "{stderr}");
+    assert_eq!(stdout.matches("unreachable (the same brokers").count(), 2, "{stdout}");
+    for role in ["source", "sink", "dead_letter"] {
+        assert!(stdout.contains(&format!("{role} kafka at 127.0.0.1:1:")), "{stdout}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// (Creating a missing topic needs the CreateTopics API, which the mock cluster
 /// does not implement: `scripts/tansu-e2e.sh` covers it against a real broker.)
 #[test]

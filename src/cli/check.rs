@@ -70,8 +70,19 @@ fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
         return EXIT_OK;
     }
     let mut code = EXIT_OK;
+    // Clients (brokers and properties) already found unreachable: said once, not
+    // once per section, and not waited for again.
+    let mut unreachable: Vec<&crate::kafka::KafkaClientSpec> = Vec::new();
     for target in targets {
         println!("{} kafka at {}:", target.role, target.client.brokers);
+        if unreachable.contains(&target.client) {
+            println!("  unreachable (the same brokers and properties as above)");
+            continue;
+        }
+        // The heading comes before its error, though one goes to stdout and the
+        // other to stderr.
+        use std::io::Write as _;
+        std::io::stdout().flush().ok();
         match crate::kafka::admin::check(target.client, &target.topics, target.group, timeout) {
             Ok(report) => {
                 print!("{report}");
@@ -94,6 +105,7 @@ fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
             }
             Err(e) => {
                 eprintln!("corestream: {e}");
+                unreachable.push(target.client);
                 code = EXIT_IO;
             }
         }
