@@ -526,6 +526,14 @@ impl Metrics {
         }
     }
 
+    /// Workers whose sink's circuit breaker is open or half-open now (one load
+    /// per worker).
+    pub fn breakers_open(&self) -> usize {
+        (0..self.latency.len())
+            .filter(|&w| self.counters.shard(w).get_slot(Counter::BreakerOpen as usize) != 0)
+            .count()
+    }
+
     /// Time since the engine started.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()

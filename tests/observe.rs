@@ -479,3 +479,129 @@ fn top_says_so_when_nothing_listens() {
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains(&format!("nothing answers at http://{free}/stats")), "{stderr}");
 }
+
+/// A sink that fails every write while `down` is set.
+struct SwitchSink {
+    down: Arc<std::sync::atomic::AtomicBool>,
+    acker: corestream::ack::Acker,
+}
+
+impl corestream::sink::Sink for SwitchSink {
+    fn write(
+        &mut self,
+        outputs: &[corestream::message::Output<'_>],
+        ticket: corestream::ack::Ticket,
+    ) -> Result<(), corestream::sink::SinkError> {
+        if !outputs.is_empty() && self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(corestream::sink::SinkError::new(ErrorCategory::Timeout, "down"));
+        }
+        self.acker.done(ticket);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), corestream::sink::SinkError> {
+        Ok(())
+    }
+}
+
+struct SwitchFactory(Arc<std::sync::atomic::AtomicBool>);
+
+impl corestream::sink::SinkFactory for SwitchFactory {
+    fn describe(&self) -> String {
+        "switch".into()
+    }
+
+    fn open(
+        &self,
+        _worker: usize,
+        acker: corestream::ack::Acker,
+    ) -> Result<Box<dyn corestream::sink::Sink>, corestream::sink::SinkError> {
+        Ok(Box::new(SwitchSink { down: self.0.clone(), acker }))
+    }
+}
+
+struct Pass;
+
+impl Processor for Pass {
+    fn process<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>) {
+        for (i, m) in input.iter().enumerate() {
+            emit.pass(i as u32, m);
+        }
+    }
+}
+
+#[test]
+fn ready_is_503_while_the_sink_breaker_is_open_and_200_once_it_closes() {
+    use corestream::retry::breaker::BreakerConfig;
+    use corestream::retry::policy::PolicyParams;
+    use corestream::retry::{ActionTable, RetryPolicy};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+    let server = ObserveServer::start(&local_settings()).unwrap();
+    let address = server.address();
+    let down = Arc::new(AtomicBool::new(false));
+    let source = GeneratorSource::new(GeneratorSettings {
+        count: None,
+        rate_per_sec: Some(10_000),
+        keys: 100,
+        message_bytes: 100,
+        batch_records: 16,
+        ..Default::default()
+    })
+    .unwrap();
+    let settings = EngineSettings {
+        workers: 1,
+        ring_bytes: 1 << 16,
+        batch_records: 16,
+        placement: Placement::Unpinned,
+        arena_bytes: 1 << 16,
+        record_bytes_max: 1024,
+    };
+    // Retries (10 000 attempts, over 20 s) while the sink is down, so nothing is
+    // dead-lettered in this test; the breaker opens after two failures and probes
+    // every 5 ms.
+    let resilience = corestream::sink::Resilience {
+        policy: RetryPolicy::build(&PolicyParams {
+            delay_initial: Duration::from_millis(1),
+            delay_max: Duration::from_millis(2),
+            attempts_max: corestream::retry::policy::ATTEMPTS_MAX_LIMIT,
+            elapsed_max: Duration::from_secs(600),
+            ..PolicyParams::default()
+        })
+        .unwrap(),
+        actions: ActionTable::default(),
+        breaker: BreakerConfig { failures_to_open: 2, cool_down: Duration::from_millis(5) },
+    };
+    let engine = Engine::new(
+        settings,
+        Box::new(source),
+        Box::new(|_| Box::new(Pass)),
+        Arc::new(SwitchFactory(down.clone())),
+    )
+    .resilience(resilience);
+    let running = engine.start().unwrap();
+    server.attach(Attached {
+        metrics: running.metrics().clone(),
+        source: "generator".into(),
+        sink: "switch".into(),
+    });
+    poll(address, "/ready", |status, _| status == 200);
+
+    down.store(true, Relaxed);
+    let (_, body) = poll(address, "/ready", |status, _| status == 503);
+    assert_eq!(body, "not ready: the sink's circuit breaker is open on 1 worker(s)\n");
+    let (_, metrics) = poll(address, "/metrics", |status, body| {
+        status == 200 && sample(body, "corestream_worker_breaker_open{worker=\"0\"}") == 1.0
+    });
+    assert!(sample(&metrics, "corestream_breaker_opened_total") >= 1.0, "{metrics}");
+    promtool_check(&metrics);
+
+    down.store(false, Relaxed);
+    poll(address, "/ready", |status, _| status == 200);
+    let (_, metrics) = get(address, "/metrics");
+    assert_eq!(sample(&metrics, "corestream_worker_breaker_open{worker=\"0\"}"), 0.0);
+    running.stop();
+    let report = running.join().expect("clean stop");
+    let dead = report.snapshot.get(corestream::metrics::Counter::DeadLettered);
+    assert_eq!(dead, 0, "nothing given up");
+}

@@ -59,6 +59,9 @@ pub enum Counter {
     Deduplicated,
     /// Times a sink's circuit breaker opened.
     BreakerOpened,
+    /// Gauge, not a sum: 1 while the worker's sink breaker is open or half-open
+    /// (summed: the workers whose breaker is not closed). Makes `/ready` 503.
+    BreakerOpen,
     /// A processor broke its contract (an output or failure naming no input of
     /// its batch, a failure for an input it emitted); see `worker::Core`.
     ProcessorBugs,
@@ -90,6 +93,7 @@ pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
     "sink_dead_lettered",
     "deduplicated",
     "breaker_opened",
+    "breaker_open",
     "processor_bugs",
     "batch_records_current",
 ];

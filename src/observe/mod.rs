@@ -30,11 +30,11 @@
 //! without `_total`), which `promtool check metrics` rejects.
 //!
 //! **Readiness.** `/ready` is 200 while the engine's [`Phase`] is `Running` (the
-//! source reads and every worker runs), 503 before the engine is attached, while it
-//! starts, drains and after it finished. The circuit breaker's state lives inside
-//! each worker's sink and is not published (only how often it opened,
-//! `corestream_breaker_opened_total`), so an open breaker does not turn `/ready` to
-//! 503 yet.
+//! source reads and every worker runs) and every worker's sink breaker is closed;
+//! 503 before the engine is attached, while it starts, drains, after it finished,
+//! and while some worker's circuit breaker is open or half-open (each worker
+//! publishes its breaker's state in the `BreakerOpen` gauge,
+//! `corestream_worker_breaker_open` in `/metrics`).
 //!
 //! Configured by `[observe]` in the pipeline file (`enabled`, `address`) and
 //! `corestream run --observe ADDRESS|off`; see [`ObserveSettings`].
@@ -389,9 +389,13 @@ fn route(request: &http::Request, shared: &Shared) -> http::Response {
     let attached = shared.attached.get();
     match request.path.as_str() {
         "/ping" => http::Response::text(200, "pong\n".into()),
-        "/ready" => match attached.map(|a| a.metrics.phase()) {
-            Some(Phase::Running) => http::Response::text(200, "ready\n".into()),
-            Some(phase) => http::Response::text(503, format!("not ready: {}\n", phase.name())),
+        "/ready" => match attached.map(|a| (a.metrics.phase(), a.metrics.breakers_open())) {
+            Some((Phase::Running, 0)) => http::Response::text(200, "ready\n".into()),
+            Some((Phase::Running, open)) => http::Response::text(
+                503,
+                format!("not ready: the sink's circuit breaker is open on {open} worker(s)\n"),
+            ),
+            Some((phase, _)) => http::Response::text(503, format!("not ready: {}\n", phase.name())),
             None => http::Response::text(503, "not ready: not started\n".into()),
         },
         "/metrics" => match attached {

@@ -306,6 +306,11 @@ fn render(
             counts[Counter::BatchRecordsCurrent as usize],
         );
     }
+    let name = "corestream_worker_breaker_open";
+    text.family(name, "gauge", "1 while a worker's sink circuit breaker is open or half-open.");
+    for (worker, counts) in per_worker.iter().enumerate() {
+        text.sample(name, &[("worker", &names[worker])], counts[Counter::BreakerOpen as usize]);
+    }
     let name = "corestream_worker_ring_used_bytes";
     text.family(name, "gauge", "Bytes waiting in a worker's ring (records, headers, padding).");
     for (worker, used) in metrics.ring_used_bytes().enumerate() {

@@ -28,7 +28,8 @@
 //!               ticket queue full), ack_waits_per_second (since start); the source's
 //!               waits on a full ring are not counted yet
 //! errors:       source_rejected, processor_failed, sink_dead_lettered, sink_retries,
-//!               breaker_opened, dead_lettered, by_category {category: {attempt,
+//!               breaker_opened, breakers_open (workers whose breaker is open or
+//!               half-open now), dead_lettered, by_category {category: {attempt,
 //!               success, gave_up, dead_lettered}} (categories with any count only)
 //! sources:      [{description, messages, bytes, rejected, replayed}]
 //! sinks:        [{description, messages, bytes, deduplicated, dead_lettered, retries}]
@@ -190,6 +191,7 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
         "sink_dead_lettered": get(Counter::SinkDeadLettered),
         "sink_retries": get(Counter::SinkRetries),
         "breaker_opened": get(Counter::BreakerOpened),
+        "breakers_open": get(Counter::BreakerOpen),
         "dead_lettered": get(Counter::DeadLettered),
         "by_category": by_category,
     });

@@ -237,6 +237,14 @@ impl ResilientSink {
         }
     }
 
+    /// Publishes whether the breaker is closed (the `BreakerOpen` gauge, read by
+    /// `/ready` and `/metrics`). Cold: only the retry path changes the state (the
+    /// fast path's success resets a failure count, never an open breaker).
+    fn publish_breaker(&self) {
+        let open = !matches!(self.breaker.state(), BreakerState::Closed { .. });
+        self.counters.shard(self.worker).set_slot(Counter::BreakerOpen as usize, u64::from(open));
+    }
+
     fn record(&self, category: ErrorCategory, outcome: Outcome) {
         RetryEvent::new(category, outcome).record(self.counters.shard(self.worker));
     }
@@ -267,6 +275,7 @@ impl ResilientSink {
                 if self.breaker.opened_count() != opened_before {
                     self.counters.shard(self.worker).add(Counter::BreakerOpened, 1);
                 }
+                self.publish_breaker();
                 last = (category, e.message);
                 match self.actions.action(category) {
                     Action::FailFast => {
@@ -307,6 +316,7 @@ impl ResilientSink {
                 Admission::Allowed | Admission::Probe => match self.attempt(operation) {
                     Ok(held_nothing) => {
                         self.breaker.on_success();
+                        self.publish_breaker();
                         if failed_attempts > 0 {
                             self.record(last.0, Outcome::Success);
                         }
