@@ -17,6 +17,10 @@
 //! [[steps]]
 //! type = "map"           # replace the payload by a JSON object built from expressions
 //! fields = { id = "id", amount_cents = "round(amount * 100)", topic = "topic" }
+//! [[steps]]
+//! type = "dedup"         # drop a repeat of the key within the window (per-worker state)
+//! key = "id"             # see `crate::state::dedup` for capacity, entry_bytes, eviction
+//! window = "10m"
 //! ```
 //!
 //! Field types: `string`, `int`, `uint` (an int >= 0), `float` (any number),
@@ -737,7 +741,7 @@ impl Pipeline {
                         Value::Null => {
                             return Outcome::Failed(dedup_reason(
                                 index,
-                                &key_expr,
+                                key_expr,
                                 "is null (a missing field?)",
                                 arena,
                             ));
@@ -747,7 +751,7 @@ impl Pipeline {
                             if write_text(&mut self.key_scratch, &other).is_err() {
                                 return Outcome::Failed(dedup_reason(
                                     index,
-                                    &key_expr,
+                                    key_expr,
                                     "is not a finite number",
                                     arena,
                                 ));
@@ -762,7 +766,7 @@ impl Pipeline {
                         Err(_) => {
                             return Outcome::Failed(dedup_reason(
                                 index,
-                                &key_expr,
+                                key_expr,
                                 "is longer than entry_bytes",
                                 arena,
                             ));
