@@ -20,6 +20,7 @@ pub mod retry;
 pub mod ring;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod sync;
 pub mod transform;
 pub mod wait;

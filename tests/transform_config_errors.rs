@@ -89,7 +89,9 @@ fn unknown_step_type_and_misplaced_keys() {
         "{got}"
     );
     let got = rendered("[[processor]]\ntype = \"dedup\"\nkey = \"id\"\n");
-    assert!(got.starts_with("error: `dedup` steps are not implemented yet\n"), "{got}");
+    assert!(got.starts_with("error: a `dedup` step needs `window`\n  --> p.toml:8:8\n"), "{got}");
+    let got = rendered("[[processor]]\ntype = \"enrich\"\nkey = \"id\"\n");
+    assert!(got.starts_with("error: `enrich` steps are not implemented yet\n"), "{got}");
 }
 
 #[test]

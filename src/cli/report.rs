@@ -146,6 +146,25 @@ pub fn summary(s: &Snapshot, workers: usize, batch_sizing: Option<&BatchSizing>)
     ) + &batch_sizes(s, batch_sizing)
         + &sink_failures(s)
         + &processor_bugs(s)
+        + &state_line(s)
+}
+
+/// Per-worker state for the summary (src/state/): empty when no state step ran.
+fn state_line(s: &Snapshot) -> String {
+    let (hits, misses) = (s.get(Counter::StateCacheHits), s.get(Counter::StateCacheMisses));
+    if hits + misses + s.get(Counter::StateCacheInsertions) == 0 {
+        return String::new();
+    }
+    let ratio = if hits + misses == 0 { 0.0 } else { 100.0 * hits as f64 / (hits + misses) as f64 };
+    format!(
+        "\n  state cache hits {hits}  misses {misses} ({ratio:.1}% hits)  insertions {}  evictions {}  \
+         expirations {}  refused {}  dedup dropped {}",
+        s.get(Counter::StateCacheInsertions),
+        s.get(Counter::StateCacheEvictions),
+        s.get(Counter::StateCacheExpirations),
+        s.get(Counter::StateCacheRefused),
+        s.get(Counter::FilteredDedup),
+    )
 }
 
 /// A processor that broke its contract, for the summary: empty when none did.

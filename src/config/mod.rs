@@ -20,6 +20,12 @@
 //! type = "filter"
 //! expr = 'status == "paid" && amount > 100.0'
 //!
+//! [[processor]]                 # drop repeats of a key within a window (see `state::dedup`)
+//! type = "dedup"
+//! key = "id"                    # an expression
+//! window = "10m"
+//! capacity = 100000             # keys per worker (default); entry_bytes = 64, eviction = "ttl"
+//!
 //! [sink]
 //! type = "file"                 # null | stdout | file
 //! path = "out.ndjson"

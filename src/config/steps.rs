@@ -21,7 +21,10 @@ pub struct RawStep {
     pub default: Option<Spanned<String>>,
     pub fields: Option<Spanned<OrderedTable>>,
     pub key: Option<Spanned<String>>,
-    pub window: Option<Spanned<u64>>,
+    pub window: Option<Spanned<String>>,
+    pub capacity: Option<Spanned<i64>>,
+    pub entry_bytes: Option<Spanned<i64>>,
+    pub eviction: Option<Spanned<String>>,
     pub field: Option<Spanned<String>>,
     pub table: Option<Spanned<OrderedTable>>,
 }
@@ -40,16 +43,14 @@ fn step_configs(steps: &[Spanned<RawStep>]) -> Result<Vec<StepConfig>, Diagnosti
     for step in steps {
         let raw = step.get_ref();
         let kind = raw.kind.get_ref().as_str();
-        if matches!(kind, "dedup" | "enrich") {
+        if kind == "enrich" {
             return Err(Diagnostic::new(
                 Some(raw.kind.span()),
                 format!("`{kind}` steps are not implemented yet"),
             )
-            .hint("available step types: schema, filter, route, map"));
+            .hint("available step types: schema, filter, route, map, dedup"));
         }
         let foreign = [
-            ("key", raw.key.as_ref().map(Spanned::span)),
-            ("window", raw.window.as_ref().map(Spanned::span)),
             ("field", raw.field.as_ref().map(Spanned::span)),
             ("table", raw.table.as_ref().map(Spanned::span)),
         ];
@@ -75,6 +76,11 @@ fn step_configs(steps: &[Spanned<RawStep>]) -> Result<Vec<StepConfig>, Diagnosti
             topic: raw.topic.clone(),
             default: raw.default.clone(),
             fields,
+            key: raw.key.clone(),
+            window: raw.window.clone(),
+            capacity: raw.capacity.clone(),
+            entry_bytes: raw.entry_bytes.clone(),
+            eviction: raw.eviction.clone(),
         });
     }
     Ok(out)

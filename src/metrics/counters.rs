@@ -68,10 +68,27 @@ pub enum Counter {
     /// Gauge, not a sum: the worker's current records per batch (adaptive batch
     /// size, or the fixed `batch_records`). Read it per worker.
     BatchRecordsCurrent,
+
+    // ---- per-worker state (src/state/): caches and the `dedup` step ----
+    /// State cache lookups that found a live entry (dedup: a repeat).
+    StateCacheHits,
+    /// State cache lookups that found nothing or an expired entry.
+    StateCacheMisses,
+    /// Entries stored in a state cache (new or replaced).
+    StateCacheInsertions,
+    /// Live entries a full state cache removed to make room (dedup: a key forgotten
+    /// before its window ended, so its next repeat passes).
+    StateCacheEvictions,
+    /// Entries removed because their TTL had passed.
+    StateCacheExpirations,
+    /// Inserts refused: key + value longer than the cache's `entry_bytes`.
+    StateCacheRefused,
+    /// Inputs a `dedup` step dropped as repeats (also in `Filtered`).
+    FilteredDedup,
 }
 
 /// Number of engine counters.
-pub const ENGINE_COUNTERS: usize = Counter::BatchRecordsCurrent as usize + 1;
+pub const ENGINE_COUNTERS: usize = Counter::FilteredDedup as usize + 1;
 
 /// Names of the engine counters, in slot order (metrics and JSON keys).
 pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
@@ -96,6 +113,14 @@ pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
     "breaker_open",
     "processor_bugs",
     "batch_records_current",
+    // per-worker state
+    "state_cache_hits",
+    "state_cache_misses",
+    "state_cache_insertions",
+    "state_cache_evictions",
+    "state_cache_expirations",
+    "state_cache_refused",
+    "filtered_dedup",
 ];
 
 /// Failure outcomes counted per error category (retry and dead-letter accounting).

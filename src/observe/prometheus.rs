@@ -170,6 +170,48 @@ pub const PER_WORKER: [(Counter, &str, &str); 10] = [
     ),
 ];
 
+// ---- per-worker state (src/state/) ----
+
+/// State counters (caches of `dedup`/`enrich` steps), per worker and in total:
+/// (counter, family name without the `corestream_` / `corestream_worker_` prefix, help).
+pub const STATE: [(Counter, &str, &str); 7] = [
+    (
+        Counter::StateCacheHits,
+        "state_cache_hits_total",
+        "State cache lookups that found a live entry.",
+    ),
+    (
+        Counter::StateCacheMisses,
+        "state_cache_misses_total",
+        "State cache lookups that found nothing or an expired entry.",
+    ),
+    (
+        Counter::StateCacheInsertions,
+        "state_cache_insertions_total",
+        "Entries stored in state caches (new or replaced).",
+    ),
+    (
+        Counter::StateCacheEvictions,
+        "state_cache_evictions_total",
+        "Live entries full state caches removed to make room (dedup: keys forgotten before their window ended).",
+    ),
+    (
+        Counter::StateCacheExpirations,
+        "state_cache_expirations_total",
+        "State cache entries removed because their TTL had passed.",
+    ),
+    (
+        Counter::StateCacheRefused,
+        "state_cache_refused_total",
+        "State cache inserts refused: key and value longer than entry_bytes.",
+    ),
+    (
+        Counter::FilteredDedup,
+        "messages_filtered_dedup_total",
+        "Inputs a dedup step dropped as repeats within its window (also in filtered).",
+    ),
+];
+
 /// Latency histogram bucket bounds, ns: 1, 2.5 and 5 per decade from 1 µs to 10 s.
 pub const LATENCY_BUCKETS_NS: [u64; 22] = [
     1_000,
@@ -285,6 +327,16 @@ fn render(
         text.family(name, "counter", help);
         for (worker, counts) in per_worker.iter().enumerate() {
             text.sample(name, &[("worker", &names[worker])], counts[counter as usize]);
+        }
+    }
+    for (counter, suffix, help) in STATE {
+        let total = format!("corestream_{suffix}");
+        text.family(&total, "counter", help);
+        text.sample(&total, &[], totals[counter as usize]);
+        let worker_name = format!("corestream_worker_{suffix}");
+        text.family(&worker_name, "counter", help);
+        for (worker, counts) in per_worker.iter().enumerate() {
+            text.sample(&worker_name, &[("worker", &names[worker])], counts[counter as usize]);
         }
     }
     let name = "corestream_sink_failures_total";

@@ -34,7 +34,11 @@
 //! sources:      [{description, messages, bytes, rejected, replayed}]
 //! sinks:        [{description, messages, bytes, deduplicated, dead_lettered, retries}]
 //! workers:      [{worker, messages_in, messages_out, filtered, processor_failed,
-//!               dead_lettered, input_bytes, output_bytes, batches, batch_records}]
+//!               dead_lettered, input_bytes, output_bytes, batches, batch_records,
+//!               state {cache_hits, cache_misses, cache_insertions, cache_evictions,
+//!               cache_expirations, cache_refused, filtered_dedup}}]
+//! state:        the same counts summed over the workers, and cache_hit_ratio
+//!               (hits / (hits + misses), null before any lookup)
 //! ```
 
 use std::collections::VecDeque;
@@ -211,6 +215,10 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
         "dead_lettered": get(Counter::SinkDeadLettered),
         "retries": get(Counter::SinkRetries),
     }]);
+    let mut state = state_json(get);
+    let (hits, misses) = (get(Counter::StateCacheHits), get(Counter::StateCacheMisses));
+    state["cache_hit_ratio"] =
+        if hits + misses == 0 { Value::Null } else { json!(hits as f64 / (hits + misses) as f64) };
     let workers: Vec<Value> = snapshot
         .per_worker
         .iter()
@@ -228,6 +236,7 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
                 "output_bytes": c(Counter::OutputBytes),
                 "batches": c(Counter::Batches),
                 "batch_records": c(Counter::BatchRecordsCurrent),
+                "state": state_json(c),
             })
         })
         .collect();
@@ -247,5 +256,21 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
         "sources": sources,
         "sinks": sinks,
         "workers": workers,
+        "state": state,
+    })
+}
+
+// ---- per-worker state (src/state/) ----
+
+/// The state counts of one worker or of all, read through `c`.
+fn state_json(c: impl Fn(Counter) -> u64) -> Value {
+    json!({
+        "cache_hits": c(Counter::StateCacheHits),
+        "cache_misses": c(Counter::StateCacheMisses),
+        "cache_insertions": c(Counter::StateCacheInsertions),
+        "cache_evictions": c(Counter::StateCacheEvictions),
+        "cache_expirations": c(Counter::StateCacheExpirations),
+        "cache_refused": c(Counter::StateCacheRefused),
+        "filtered_dedup": c(Counter::FilteredDedup),
     })
 }

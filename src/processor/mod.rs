@@ -25,6 +25,13 @@ pub trait Processor: Send {
     /// processor reports every decision through `emit`.
     fn process<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>);
 
+    /// Adds what the processor counted during the batch (state cache hits, dedup
+    /// drops, ...) to the worker's per-batch counts; the worker calls it once per
+    /// batch, after [`Processor::process`], and publishes them with its own. Default:
+    /// nothing to add.
+    #[inline]
+    fn publish_counts(&mut self, _local: &mut crate::metrics::counters::LocalCounts) {}
+
     /// The processor's name in logs (default: its type name).
     fn name(&self) -> &str {
         std::any::type_name::<Self>()

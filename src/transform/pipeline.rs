@@ -17,6 +17,10 @@
 //! [[steps]]
 //! type = "map"           # replace the payload by a JSON object built from expressions
 //! fields = { id = "id", amount_cents = "round(amount * 100)", topic = "topic" }
+//! [[steps]]
+//! type = "dedup"         # drop a repeat of the key within the window (per-worker state)
+//! key = "id"             # see `crate::state::dedup` for capacity, entry_bytes, eviction
+//! window = "10m"
 //! ```
 //!
 //! Field types: `string`, `int`, `uint` (an int >= 0), `float` (any number),
@@ -38,10 +42,12 @@ use toml::Spanned;
 use super::expr::{Env, Expr, ExprError, did_you_mean};
 use super::json::{self, FieldTable, PATHS_MAX, Slot};
 use super::template::{SCRATCH_BYTES, Template};
-use super::value::{Type, write_json, write_json_str};
+use super::value::{Type, Value, write_json, write_json_str, write_text};
 use crate::message::{Message, Output};
 use crate::processor::{Emit, Processor};
 use crate::retry::ErrorCategory;
+use crate::state::dedup::{Dedup, DedupSettings};
+use crate::state::{Clock, Eviction, StateCounts};
 
 /// Most steps in one pipeline. Each step is a few hundred bytes compiled.
 pub const STEPS_MAX: usize = 64;
@@ -72,6 +78,22 @@ pub struct StepConfig {
     /// Map output fields (name = expression) or schema fields (name = type), in order.
     #[serde(default)]
     pub fields: Option<Spanned<FieldList>>,
+    // ---- state steps (src/state/) ----
+    /// Dedup key expression.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// Dedup window, a duration (`"10m"`).
+    #[serde(default)]
+    pub window: Option<Spanned<String>>,
+    /// State cache capacity, entries per worker.
+    #[serde(default)]
+    pub capacity: Option<Spanned<i64>>,
+    /// State cache entry size (key + value), bytes.
+    #[serde(default)]
+    pub entry_bytes: Option<Spanned<i64>>,
+    /// State cache eviction: `lru`, `lfu` or `ttl`.
+    #[serde(default)]
+    pub eviction: Option<Spanned<String>>,
 }
 
 /// An ordered list of `name = "text"` pairs (TOML tables keep document order).
@@ -249,7 +271,19 @@ enum Step {
     /// A template and the topic to use when it cannot be rendered.
     Route(Template, Option<Box<str>>),
     Map(Vec<MapField>),
+    /// Drop repeats of a key within a window (per-worker state, see `state::dedup`).
+    Dedup(Box<DedupStep>),
 }
+
+/// A compiled `dedup` step: the key expression and this worker's window.
+#[derive(Clone, Debug)]
+struct DedupStep {
+    key: Expr,
+    dedup: Dedup,
+}
+
+/// Longest text of a number or bool key (`i64::MIN`, a float's shortest form).
+const KEY_NUMBER_BYTES_MAX: usize = 32;
 
 /// A compiled pipeline. One per worker (it owns reusable scratch buffers).
 #[derive(Clone, Debug)]
@@ -260,6 +294,11 @@ pub struct Pipeline {
     map_scratch: Vec<u8>,
     /// Topic scratch: reserved once at [`SCRATCH_BYTES`], never grows.
     topic_scratch: Vec<u8>,
+    /// Number/bool keys as text: reserved once at [`KEY_NUMBER_BYTES_MAX`], never grows.
+    key_scratch: Vec<u8>,
+    /// Where state steps read the time, and the time read for the current batch.
+    clock: Clock,
+    now_ms: u64,
 }
 
 /// Compiles `steps` (parsed from `config_text`, whose spans they carry).
@@ -284,12 +323,14 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             "schema" | "map" => &["fields"],
             "filter" => &["expr"],
             "route" => &["topic", "default"],
+            "dedup" => &["key", "window", "capacity", "entry_bytes", "eviction"],
             _ => {
                 return Err(CompileError {
                     span: kind_span,
                     message: format!("unknown step type `{kind}`"),
-                    hint: did_you_mean(kind, ["schema", "filter", "route", "map"])
-                        .or_else(|| Some("step types are schema, filter, route and map".into())),
+                    hint: did_you_mean(kind, STEP_TYPES).or_else(|| {
+                        Some("step types are schema, filter, route, map and dedup".into())
+                    }),
                 });
             }
         };
@@ -298,9 +339,14 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             ("topic", step.topic.as_ref().map(Spanned::span)),
             ("fields", step.fields.as_ref().map(Spanned::span)),
             ("default", step.default.as_ref().map(Spanned::span)),
+            ("key", step.key.as_ref().map(Spanned::span)),
+            ("window", step.window.as_ref().map(Spanned::span)),
+            ("capacity", step.capacity.as_ref().map(Spanned::span)),
+            ("entry_bytes", step.entry_bytes.as_ref().map(Spanned::span)),
+            ("eviction", step.eviction.as_ref().map(Spanned::span)),
         ];
-        // Every allowed key is required except a route's `default`.
-        let optional = ["default"];
+        // Every allowed key is required except these.
+        let optional = ["default", "capacity", "entry_bytes", "eviction"];
         for (key, span) in &present {
             if let Some(span) = span {
                 if !allowed.contains(key) {
@@ -369,6 +415,7 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
                 };
                 Step::Route(t, default)
             }
+            "dedup" => Step::Dedup(Box::new(compile_dedup(step, config_text, &mut resolve)?)),
             "map" => {
                 let list = step.fields.as_ref().ok_or_else(|| missing(&kind_span))?;
                 let mut fields = Vec::new();
@@ -446,7 +493,89 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
         steps: out,
         map_scratch: Vec::with_capacity(MAP_SCRATCH_BYTES_INITIAL),
         topic_scratch: Vec::with_capacity(SCRATCH_BYTES),
+        key_scratch: Vec::with_capacity(KEY_NUMBER_BYTES_MAX),
+        clock: Clock::Engine,
+        now_ms: 0,
     })
+}
+
+/// Step types a chain knows.
+const STEP_TYPES: [&str; 5] = ["schema", "filter", "route", "map", "dedup"];
+
+/// Compiles a `dedup` step (cold): the key expression and the window's settings;
+/// the cache itself is allocated per worker when the chain is cloned.
+fn compile_dedup(
+    step: &StepConfig,
+    config_text: &str,
+    resolve: &mut super::expr::Resolver<'_>,
+) -> Result<DedupStep, CompileError> {
+    let kind_span = step.kind.span();
+    let src = step.key.as_ref().ok_or_else(|| missing(&kind_span))?;
+    let key = Expr::compile(src.get_ref(), resolve).map_err(|e| expr_error(config_text, src, e))?;
+    if key.ty() == Type::NULL {
+        return Err(CompileError {
+            span: src.span(),
+            message: "a dedup key must not be null".into(),
+            hint: Some("name a field, e.g. `id`, or `key` for the message key".into()),
+        });
+    }
+    let window = step.window.as_ref().ok_or_else(|| missing(&kind_span))?;
+    let window_ms = match crate::parse::duration::parse_duration(window.get_ref()) {
+        Ok(d) if d.as_millis() >= 1 => d.as_millis().min(u64::MAX as u128) as u64,
+        Ok(_) => {
+            return Err(CompileError {
+                span: window.span(),
+                message: "a dedup window must be at least 1ms".into(),
+                hint: None,
+            });
+        }
+        Err(e) => {
+            return Err(CompileError {
+                span: window.span(),
+                message: format!("invalid window: {e}"),
+                hint: Some("a duration such as \"30s\", \"10m\" or \"1h\"".into()),
+            });
+        }
+    };
+    let mut settings = DedupSettings::new(window_ms);
+    let positive = |value: &Option<Spanned<i64>>, name: &str, max: usize| match value {
+        None => Ok(None),
+        Some(v) if *v.get_ref() >= 1 && *v.get_ref() as u64 <= max as u64 => {
+            Ok(Some(*v.get_ref() as usize))
+        }
+        Some(v) => Err(CompileError {
+            span: v.span(),
+            message: format!("`{name}` must be 1..={max}"),
+            hint: None,
+        }),
+    };
+    if let Some(n) = positive(&step.capacity, "capacity", crate::state::cache::ENTRIES_MAX)? {
+        settings.cache.entries_max = n;
+    }
+    if let Some(n) =
+        positive(&step.entry_bytes, "entry_bytes", crate::state::cache::ENTRY_BYTES_MAX)?
+    {
+        settings.cache.entry_bytes_max = n;
+    }
+    if let Some(e) = &step.eviction {
+        settings.cache.eviction = Eviction::from_name(e.get_ref()).ok_or_else(|| CompileError {
+            span: e.span(),
+            message: format!("unknown eviction `{}`", e.get_ref()),
+            hint: did_you_mean(e.get_ref(), Eviction::NAMES)
+                .or_else(|| Some("eviction is lru, lfu or ttl".into())),
+        })?;
+    }
+    let dedup = Dedup::new(settings).map_err(|message| CompileError {
+        span: step
+            .capacity
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| step.entry_bytes.as_ref().map(Spanned::span))
+            .unwrap_or(kind_span),
+        message,
+        hint: Some("memory per worker is capacity × (entry_bytes + 40) bytes".into()),
+    })?;
+    Ok(DedupStep { key, dedup })
 }
 
 fn missing(span: &Range<usize>) -> CompileError {
@@ -486,6 +615,31 @@ pub enum Outcome<'a> {
 }
 
 impl Pipeline {
+    /// Sets where state steps read the time (default: the engine clock). Clones made
+    /// after this share the clock.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// Reads the clock for the next batch (once per batch; [`Processor::process`]
+    /// does it, callers of [`Pipeline::run`] may).
+    #[inline]
+    pub fn read_clock(&mut self) {
+        self.now_ms = self.clock.now_ms();
+    }
+
+    /// What the state steps counted since the last call, zeroed (once per batch).
+    pub fn take_state_counts(&mut self) -> StateCounts {
+        let mut total = StateCounts::default();
+        for step in &mut self.steps {
+            if let Step::Dedup(d) = step {
+                let (cache, dropped) = d.dedup.take_counts();
+                total.add(&StateCounts { cache, dedup_dropped: dropped });
+            }
+        }
+        total
+    }
+
     /// The paths read from each payload, in slot order.
     pub fn fields(&self) -> &FieldTable {
         &self.table
@@ -506,7 +660,7 @@ impl Pipeline {
         let slots: &[Slot<'a>] = slots;
         let mut topic: &'a str = "";
         let mut payload: &'a [u8] = message.payload;
-        for (index, step) in self.steps.iter().enumerate() {
+        for (index, step) in self.steps.iter_mut().enumerate() {
             let env = Env { slots, message, topic, arena };
             match step {
                 Step::Schema(fields) => {
@@ -570,10 +724,65 @@ impl Pipeline {
                     out.push(b'}');
                     payload = arena.alloc_slice_copy(out);
                 }
+                Step::Dedup(d) => {
+                    // Hot: one expression, one cache probe (and an insert for a new key).
+                    let DedupStep { key: key_expr, dedup } = &mut **d;
+                    let key = match key_expr.eval(&env) {
+                        Ok(v) => v,
+                        Err(err) => {
+                            let text = key_expr.error_text(&err);
+                            return Outcome::Failed(
+                                bumpalo::format!(in arena, "step {} (dedup) key: {} in `{}`", index + 1, err.reason, text).into_bump_str(),
+                            );
+                        }
+                    };
+                    let bytes: &[u8] = match key {
+                        Value::Str(s) | Value::Json(s) => s.as_bytes(),
+                        Value::Null => {
+                            return Outcome::Failed(dedup_reason(
+                                index,
+                                key_expr,
+                                "is null (a missing field?)",
+                                arena,
+                            ));
+                        }
+                        other => {
+                            self.key_scratch.clear();
+                            if write_text(&mut self.key_scratch, &other).is_err() {
+                                return Outcome::Failed(dedup_reason(
+                                    index,
+                                    key_expr,
+                                    "is not a finite number",
+                                    arena,
+                                ));
+                            }
+                            debug_assert!(self.key_scratch.len() <= KEY_NUMBER_BYTES_MAX);
+                            &self.key_scratch
+                        }
+                    };
+                    match dedup.is_repeat(bytes, self.now_ms) {
+                        Ok(false) => {}
+                        Ok(true) => return Outcome::Filtered,
+                        Err(_) => {
+                            return Outcome::Failed(dedup_reason(
+                                index,
+                                key_expr,
+                                "is longer than entry_bytes",
+                                arena,
+                            ));
+                        }
+                    }
+                }
             }
         }
         Outcome::Emit { topic, payload }
     }
+}
+
+#[cold]
+fn dedup_reason<'a>(index: usize, key: &Expr, what: &str, arena: &'a Bump) -> &'a str {
+    bumpalo::format!(in arena, "step {} (dedup): key `{}` {}", index + 1, key.source(), what)
+        .into_bump_str()
 }
 
 #[cold]
@@ -593,6 +802,7 @@ fn schema_reason<'a>(f: &SchemaField, slot: &Slot<'_>, arena: &'a Bump) -> &'a s
 
 impl Processor for Pipeline {
     fn process<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>) {
+        self.read_clock();
         let arena = emit.arena();
         let mut slots = [Slot::Missing; PATHS_MAX];
         for (index, message) in input.iter().enumerate() {
@@ -610,6 +820,12 @@ impl Processor for Pipeline {
                 }
             }
         }
+    }
+
+    #[inline]
+    fn publish_counts(&mut self, local: &mut crate::metrics::counters::LocalCounts) {
+        // Once per batch: a walk over the steps (a few) and plain adds.
+        self.take_state_counts().publish(local);
     }
 }
 
@@ -660,6 +876,19 @@ impl fmt::Display for Pipeline {
                         Some(d) => writeln!(f, "; when it cannot be rendered: {d:?}")?,
                         None => writeln!(f)?,
                     }
+                }
+                Step::Dedup(d) => {
+                    let c = &d.dedup.settings().cache;
+                    writeln!(
+                        f,
+                        "  step {n} dedup: key {}, window {}ms, {} keys × {} B per worker ({} eviction, {} bytes)",
+                        d.key,
+                        c.ttl_ms.unwrap_or(0),
+                        c.entries_max,
+                        c.entry_bytes_max,
+                        c.eviction.name(),
+                        c.bytes()
+                    )?;
                 }
                 Step::Map(fields) => {
                     writeln!(f, "  step {n} map:")?;

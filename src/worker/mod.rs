@@ -243,6 +243,8 @@ impl Core {
         local.add(Counter::DeadLettered, outcome.failed as u64);
         local.add(Counter::ProcessorBugs, outcome.bugs as u64);
         local.add(Counter::BatchesAcked, self.acks.poll());
+        // State counts (src/state/): the processor's own, once per batch.
+        self.processor.publish_counts(local);
         local.publish(self.counters.shard(self.index));
         Ok(outcome.inputs)
     }
