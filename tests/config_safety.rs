@@ -165,6 +165,36 @@ fn sizes_allocated_at_start_have_checked_maxima() {
 }
 
 #[test]
+fn dedup_caches_count_in_the_start_time_memory_check() {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    // 64 workers × a 3.4 GB dedup cache each (skipped on a machine with more than
+    // 128 GiB): rings and arenas stay at their defaults, the caches are the excess.
+    if total_kb >= 128 << 20 {
+        return;
+    }
+    let dir = temp_dir("dedup-memory");
+    let config = dir.join("p.toml");
+    std::fs::write(
+        &config,
+        "[engine]\nworkers = 64\n[source]\ntype = \"generator\"\ncount = 10\n\
+         [[processor]]\ntype = \"dedup\"\nkey = \"id\"\nwindow = \"1m\"\n\
+         capacity = 30000000\nentry_bytes = 64\n[sink]\ntype = \"null\"\n",
+    )
+    .unwrap();
+    let (code, stderr) = run("validate", &config);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("more than this machine's"), "{stderr}");
+    assert!(stderr.contains("state caches"), "the breakdown names the caches: {stderr}");
+    assert!(stderr.contains("p.toml:10:12"), "points at capacity: {stderr}");
+    assert!(stderr.contains("lower capacity or entry_bytes"), "{stderr}");
+}
+
+#[test]
 fn a_line_refused_by_the_source_is_counted_in() {
     let dir = temp_dir("counted");
     let input = dir.join("in.ndjson");

@@ -49,10 +49,13 @@ pub struct StartMemory {
     pub arenas: u64,
     pub sink_buffers: u64,
     pub source_buffer: u64,
+    /// Caches of state steps (`dedup`), all workers.
+    pub state: u64,
 }
 
 impl StartMemory {
-    pub fn of(config: &PipelineConfig) -> Self {
+    /// `state_per_worker`: what the compiled chain's state steps allocate per worker.
+    pub fn of(config: &PipelineConfig, state_per_worker: u64) -> Self {
         let workers = config.engine.workers as u64;
         let sink_per_worker = match &config.sink {
             SinkSpec::File { writer, .. } | SinkSpec::Stdout { writer, .. } => writer.start_bytes(),
@@ -69,21 +72,23 @@ impl StartMemory {
             arenas: workers * config.engine.arena_bytes as u64,
             sink_buffers: workers * sink_per_worker,
             source_buffer,
+            state: workers * state_per_worker,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.rings + self.arenas + self.sink_buffers + self.source_buffer
+        self.rings + self.arenas + self.sink_buffers + self.source_buffer + self.state
     }
 
     fn breakdown(&self) -> String {
         use crate::parse::size::DisplaySize as S;
         format!(
-            "rings {}, arenas {}, sink buffers {}, read buffer {}",
+            "rings {}, arenas {}, sink buffers {}, read buffer {}, state caches {}",
             S(self.rings),
             S(self.arenas),
             S(self.sink_buffers),
-            S(self.source_buffer)
+            S(self.source_buffer),
+            S(self.state)
         )
     }
 }
@@ -126,8 +131,13 @@ mod tests {
         assert_eq!(machine, MachineMemory { total: 24_000_000 * 1024, available: 1_024_000_000 });
         assert_eq!(MachineMemory::parse("MemTotal: 5 kB\n"), None);
 
-        let small =
-            StartMemory { rings: 16 << 20, arenas: 8 << 20, sink_buffers: 0, source_buffer: 0 };
+        let small = StartMemory {
+            rings: 16 << 20,
+            arenas: 8 << 20,
+            sink_buffers: 0,
+            source_buffer: 0,
+            state: 0,
+        };
         assert_eq!(check(&small, machine), Ok(None));
         let big = StartMemory { rings: 2 << 30, ..small };
         let warning = check(&big, machine).unwrap().expect("above available: a warning");
@@ -135,5 +145,11 @@ mod tests {
         let huge = StartMemory { arenas: 256 << 30, ..small };
         let error = check(&huge, machine).unwrap_err();
         assert!(error.contains("more than this machine's"), "{error}");
+        let caches = StartMemory { state: 256 << 30, ..small };
+        let error = check(&caches, machine).unwrap_err();
+        assert!(
+            error.contains("state caches 256 GiB") || error.contains("state caches"),
+            "{error}"
+        );
     }
 }

@@ -423,10 +423,21 @@ impl PipelineConfig {
             warnings: Vec::new(),
         };
         if let Some(machine) = memory::MachineMemory::cached() {
-            let start = memory::StartMemory::of(&config);
+            // A chain that does not compile is reported by the build with its
+            // place; until then it allocates nothing here.
+            let state = steps::compile_steps(&config.steps, &config.text)
+                .map_or(0, |chain| chain.state_bytes());
+            let start = memory::StartMemory::of(&config, state);
             match memory::check(&start, machine) {
                 Ok(warning) => config.warnings.extend(warning),
-                Err(message) => return Err(fail(memory_diagnostic(&raw.engine, &start, message))),
+                Err(message) => {
+                    return Err(fail(memory_diagnostic(
+                        &raw.engine,
+                        &config.steps,
+                        &start,
+                        message,
+                    )));
+                }
             }
         }
         Ok(config)
@@ -589,7 +600,22 @@ fn resume_appends(
 
 /// Start-time memory above the machine's: blamed on the larger of the rings and
 /// the arenas where the file sets it, else on `workers`, else on the file.
-fn memory_diagnostic(raw: &RawEngine, start: &memory::StartMemory, message: String) -> Diagnostic {
+fn memory_diagnostic(
+    raw: &RawEngine,
+    steps: &[Spanned<RawStep>],
+    start: &memory::StartMemory,
+    message: String,
+) -> Diagnostic {
+    if start.state > start.rings.max(start.arenas) {
+        // The state caches are the largest part: point at the first dedup step's
+        // capacity (or the step).
+        let step = steps.iter().map(Spanned::get_ref).find(|s| s.kind.get_ref() == "dedup");
+        let span = step.map(|s| s.capacity.as_ref().map_or(s.kind.span(), Spanned::span));
+        return Diagnostic::new(span, format!("engine: {message}")).hint(
+            "lower capacity or entry_bytes of the dedup steps, or workers (each worker \
+             allocates capacity × (entry_bytes + 40) bytes plus an index per dedup step)",
+        );
+    }
     let (first, second) = if start.arenas > start.rings {
         (raw.arena_bytes.as_ref(), raw.ring_bytes.as_ref())
     } else {

@@ -628,6 +628,18 @@ impl Pipeline {
         self.now_ms = self.clock.now_ms();
     }
 
+    /// Bytes the state steps allocate per worker when the engine starts (their
+    /// caches; cold, for the start-time memory check).
+    pub fn state_bytes(&self) -> u64 {
+        self.steps
+            .iter()
+            .map(|step| match step {
+                Step::Dedup(d) => d.dedup.settings().cache.bytes(),
+                _ => 0,
+            })
+            .sum()
+    }
+
     /// What the state steps counted since the last call, zeroed (once per batch).
     pub fn take_state_counts(&mut self) -> StateCounts {
         let mut total = StateCounts::default();
