@@ -55,6 +55,10 @@ impl KafkaSource {
             self.commit_in_flight = true;
         }
         let code = self.consumer.commit(&list, sync);
+        if !sync && !code.is_ok() {
+            // Refused at once: no answer will come, so do not wait for one.
+            self.commit_in_flight = false;
+        }
         if !code.is_ok() && code.0 != Err::RD_KAFKA_RESP_ERR__NO_OFFSET {
             self.stats.commit_failures.fetch_add(1, Ordering::Relaxed);
             self.consumer.callbacks.commit_failed.store(true, Ordering::Release);
