@@ -61,22 +61,7 @@ group = "replay"
 topics = ["replay-in"]
 {commit}properties = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 300 }}
 
-[[processor]]
-type = "schema"
-fields = {{ id = "uint", region = "string", customer = "string", status = "string", amount = "float", currency = "string" }}
-
-[[processor]]
-type = "filter"
-expr = 'status == "paid" && amount > 100.0'
-
-[[processor]]
-type = "route"
-topic = "orders.${{region}}.${{currency}}"
-
-[[processor]]
-type = "map"
-fields = {{ id = "id", customer = "customer", amount_cents = "round(amount * 100)", region = "region", topic = "topic" }}
-
+{chain}
 [sink]
 type = "kafka"
 brokers = "{brokers}"
@@ -86,7 +71,8 @@ topic = "replay-unrouted"
 type = "kafka"
 brokers = "{brokers}"
 topic = "replay-dead"
-"#
+"#,
+            chain = orders::ORDERS_CHAIN_TOML
         ),
     )
     .expect("config written");

@@ -30,6 +30,16 @@ fn run(command: &str, config: &Path) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// This machine's MemTotal in KiB, from /proc/meminfo.
+fn mem_total_kb() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("MemTotal in /proc/meminfo")
+}
+
 const ORDERS: &str = "{\"id\":1}\n{\"id\":2}\n";
 
 #[test]
@@ -143,12 +153,7 @@ fn sizes_allocated_at_start_have_checked_maxima() {
 
     // 256 workers × (1 GiB ring + 1 GiB arena) is more memory than this machine has
     // (the check reads /proc/meminfo; skipped on a machine with more than 512 GiB).
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let total_kb: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let total_kb = mem_total_kb();
     if total_kb < 512 << 20 {
         std::fs::write(
             &config,
@@ -166,12 +171,7 @@ fn sizes_allocated_at_start_have_checked_maxima() {
 
 #[test]
 fn dedup_caches_count_in_the_start_time_memory_check() {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let total_kb: u64 = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let total_kb = mem_total_kb();
     // 64 workers × a 3.4 GB dedup cache each (skipped on a machine with more than
     // 128 GiB): rings and arenas stay at their defaults, the caches are the excess.
     if total_kb >= 128 << 20 {

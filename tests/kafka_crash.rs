@@ -50,22 +50,7 @@ commit_interval = "2s"
 commit_every_messages = 5000
 properties = {{ "session.timeout.ms" = 6000, "heartbeat.interval.ms" = 300 }}
 
-[[processor]]
-type = "schema"
-fields = {{ id = "uint", region = "string", customer = "string", status = "string", amount = "float", currency = "string" }}
-
-[[processor]]
-type = "filter"
-expr = 'status == "paid" && amount > 100.0'
-
-[[processor]]
-type = "route"
-topic = "orders.${{region}}.${{currency}}"
-
-[[processor]]
-type = "map"
-fields = {{ id = "id", customer = "customer", amount_cents = "round(amount * 100)", region = "region", topic = "topic" }}
-
+{chain}
 [sink]
 type = "kafka"
 brokers = "{out_brokers}"
@@ -79,7 +64,8 @@ properties = {{ "max.in.flight.requests.per.connection" = 1 }}
 type = "kafka"
 brokers = "{brokers}"
 topic = "crash-dead"
-"#
+"#,
+            chain = orders::ORDERS_CHAIN_TOML
         ),
     )
     .expect("config written");

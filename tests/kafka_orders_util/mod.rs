@@ -22,6 +22,25 @@ pub const CURRENCIES: [&str; 2] = ["EUR", "USD"];
 /// An input's id is `src * ID_STRIDE + seq` (source partition, sequence number).
 pub const ID_STRIDE: u64 = 1_000_000;
 
+/// The reference orders chain as pipeline-file `[[processor]]` tables (for the tests
+/// and benches that run the real binary).
+pub const ORDERS_CHAIN_TOML: &str = r#"[[processor]]
+type = "schema"
+fields = { id = "uint", region = "string", customer = "string", status = "string", amount = "float", currency = "string" }
+
+[[processor]]
+type = "filter"
+expr = 'status == "paid" && amount > 100.0'
+
+[[processor]]
+type = "route"
+topic = "orders.${region}.${currency}"
+
+[[processor]]
+type = "map"
+fields = { id = "id", customer = "customer", amount_cents = "round(amount * 100)", region = "region", topic = "topic" }
+"#;
+
 /// Every topic the orders pipeline can route the generated orders to.
 pub fn routed_topics() -> Vec<String> {
     let mut topics = Vec::new();
