@@ -91,7 +91,42 @@ fn unknown_step_type_and_misplaced_keys() {
     let got = rendered("[[processor]]\ntype = \"dedup\"\nkey = \"id\"\n");
     assert!(got.starts_with("error: a `dedup` step needs `window`\n  --> p.toml:8:8\n"), "{got}");
     let got = rendered("[[processor]]\ntype = \"enrich\"\nkey = \"id\"\n");
-    assert!(got.starts_with("error: `enrich` steps are not implemented yet\n"), "{got}");
+    assert!(got.starts_with("error: an `enrich` step needs `redis`\n  --> p.toml:8:8\n"), "{got}");
+}
+
+#[test]
+fn enrich_settings_are_checked_offline_at_their_place() {
+    let step = |rest: &str| {
+        rendered(&format!(
+            "[[processor]]\ntype = \"enrich\"\nkey = \"customer\"\n{rest}"
+        ))
+    };
+    let got = step("[processor.redis]\nurl = \"http://x\"\n");
+    assert!(got.starts_with("error: `http://x` is not a Redis URL"), "{got}");
+    assert!(got.contains("p.toml:11:7"), "{got}");
+    let got = step("on_miss = \"skip\"\n[processor.redis]\nurl = \"redis://h\"\n");
+    assert!(got.starts_with("error: unknown on_miss `skip`\n  --> p.toml:10:11\n"), "{got}");
+    assert!(got.contains("pass, drop, dead_letter or default"), "{got}");
+    let got = step("on_miss = \"default\"\n[processor.redis]\nurl = \"redis://h\"\n");
+    assert!(got.starts_with("error: on_miss = \"default\" needs a `default` value"), "{got}");
+    let got = step("default = '[1]'\n[processor.redis]\nurl = \"redis://h\"\n");
+    assert!(got.contains("the default value is not a JSON object"), "{got}");
+    let got = step("ttl = \"soon\"\n[processor.redis]\nurl = \"redis://h\"\n");
+    assert!(got.starts_with("error: invalid ttl"), "{got}");
+    assert!(got.contains("p.toml:10:7"), "{got}");
+    let got = step("[processor.redis]\nurl = \"redis://h\"\nvalue = \"hsah\"\n");
+    assert!(got.starts_with("error: unknown value kind `hsah`"), "{got}");
+    assert!(got.contains("did you mean `hash`?"), "{got}");
+    let got = step("[processor.redis]\nurl = \"redis://h\"\nvalue = \"string\"\n");
+    assert!(got.starts_with("error: a `string` value cannot be merged into the top level"), "{got}");
+    let got = step("[processor.redis]\nurl = \"redis://h\"\npool_min = 5\npool_max = 2\n");
+    assert!(got.starts_with("error: pool_min = 5 is above pool_max = 2"), "{got}");
+    let got = step("[processor.redis]\nurl = \"redis://h\"\ntimeout = \"0s\"\n");
+    assert!(got.starts_with("error: `timeout` must be above 0 and at most 1h"), "{got}");
+    let got = step("[processor.redis]\nurl = \"redis://h\"\nstartup = \"later\"\n");
+    assert!(got.starts_with("error: unknown startup `later`"), "{got}");
+    let got = step("[processor.redis]\nurl = \"redis://h\"\nport = 1\n");
+    assert!(got.contains("unknown field `port`"), "{got}");
 }
 
 #[test]

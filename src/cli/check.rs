@@ -1,7 +1,9 @@
 //! `corestream check <config>`: connect to every Kafka cluster the pipeline names and
-//! report its brokers, the topics the pipeline uses and their partitions. Every
-//! connection is bounded by `--timeout-secs`; an unreachable broker or a missing topic
-//! is a clear error and exit code 3. Sections that are not Kafka need no connection.
+//! report its brokers, the topics the pipeline uses and their partitions, and to the
+//! Redis of every `enrich` step (`PING`). Every connection is bounded (Kafka by
+//! `--timeout-secs`, Redis by the step's `connect_timeout` and `timeout`); an
+//! unreachable broker or server or a missing topic is a clear error and exit code 3.
+//! Other sections need no connection.
 
 use std::path::Path;
 
@@ -30,11 +32,38 @@ pub fn run(path: &Path, timeout_secs: u64) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    check(&config, std::time::Duration::from_secs(timeout_secs.max(1)))
+    let (redis_code, redis_checked) = check_redis(&config);
+    let kafka_code =
+        check(&config, std::time::Duration::from_secs(timeout_secs.max(1)), redis_checked);
+    if redis_code != EXIT_OK { redis_code } else { kafka_code }
+}
+
+/// `PING`s the Redis of every `enrich` step; the code, and whether there was any.
+fn check_redis(config: &PipelineConfig) -> (i32, bool) {
+    let Ok(chain) = crate::config::steps::compile_steps(&config.steps, &config.text) else {
+        // `load` compiled the chain already; it cannot fail here.
+        return (EXIT_OK, false);
+    };
+    let links = chain.redis_links();
+    let mut code = EXIT_OK;
+    for (step, link) in &links {
+        println!("step {step} (enrich) redis at {}:", link.settings().url_redacted());
+        match link.ping() {
+            Ok(took) => println!("  PING answered in {took:?}"),
+            Err(e) => {
+                eprintln!(
+                    "corestream: step {step} (enrich): Redis at {} is not reachable: {e}",
+                    link.settings().url_redacted()
+                );
+                code = super::EXIT_IO;
+            }
+        }
+    }
+    (code, !links.is_empty())
 }
 
 #[cfg(feature = "kafka")]
-fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
+fn check(config: &PipelineConfig, timeout: std::time::Duration, redis_checked: bool) -> i32 {
     let mut targets = Vec::new();
     if let SourceSpec::Kafka(s) = &config.source {
         targets.push(Target {
@@ -66,7 +95,9 @@ fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
         });
     }
     if targets.is_empty() {
-        println!("{}: no Kafka section; nothing to connect to", config.path.display());
+        if !redis_checked {
+            println!("{}: no Kafka section; nothing to connect to", config.path.display());
+        }
         return EXIT_OK;
     }
     let mut code = EXIT_OK;
@@ -114,9 +145,11 @@ fn check(config: &PipelineConfig, timeout: std::time::Duration) -> i32 {
 }
 
 #[cfg(not(feature = "kafka"))]
-fn check(config: &PipelineConfig, _timeout: std::time::Duration) -> i32 {
+fn check(config: &PipelineConfig, _timeout: std::time::Duration, redis_checked: bool) -> i32 {
     // The config refuses Kafka types in this build, so there is nothing to reach.
     let _ = (&config.source, &config.sink, &config.dead_letter);
-    println!("{}: no Kafka section; nothing to connect to", config.path.display());
+    if !redis_checked {
+        println!("{}: no Kafka section; nothing to connect to", config.path.display());
+    }
     EXIT_OK
 }

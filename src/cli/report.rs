@@ -164,7 +164,34 @@ fn state_line(s: &Snapshot) -> String {
         s.get(Counter::StateCacheExpirations),
         s.get(Counter::StateCacheRefused),
         s.get(Counter::FilteredDedup),
-    )
+    ) + &enrich_line(s)
+}
+
+/// The `enrich` steps for the summary: empty when none asked Redis anything. Pool
+/// figures are shown for pools still open (a finished engine has closed its own;
+/// `/stats` and `/metrics` show them while it runs).
+fn enrich_line(s: &Snapshot) -> String {
+    let asked = s.get(Counter::EnrichRoundTrips) + s.get(Counter::EnrichErrors);
+    if asked == 0 {
+        return String::new();
+    }
+    let pools = crate::state::redis::pools();
+    let mut line = format!(
+        "\n  enrich: keys fetched {} in {} round trips ({} failed, breaker opened {})  not found {}  dropped {}",
+        s.get(Counter::EnrichKeysFetched),
+        s.get(Counter::EnrichRoundTrips),
+        s.get(Counter::EnrichErrors),
+        s.get(Counter::EnrichBreakerOpened),
+        s.get(Counter::EnrichNotFound),
+        s.get(Counter::FilteredEnrich),
+    );
+    for p in pools {
+        line += &format!(
+            "\n  redis {}: connections {} (idle {}, max {})  created {}  failed {}  waits {}  health checks {} ({} failed)",
+            p.url, p.connections, p.idle, p.max, p.created, p.failed, p.waits, p.health_checks, p.health_check_failures
+        );
+    }
+    line
 }
 
 /// A processor that broke its contract, for the summary: empty when none did.

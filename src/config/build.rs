@@ -40,13 +40,25 @@ fn sink_error(e: crate::sink::SinkError) -> BuildError {
     BuildError::Io(e.message)
 }
 
-/// The processor chain of `config`, one instance per worker.
+/// The processor chain of `config`, one instance per worker, compiled offline
+/// (`validate`): nothing is connected.
 pub fn processors(config: &PipelineConfig) -> Result<ProcessorFactory, BuildError> {
+    chain(config, false)
+}
+
+/// The chain for a run: compiled, and its `enrich` steps connected to Redis (before
+/// any output is opened, so a Redis that cannot be reached changes nothing on disk).
+fn chain(config: &PipelineConfig, connect: bool) -> Result<ProcessorFactory, BuildError> {
     if config.steps.is_empty() {
         return Ok(Box::new(|_| Box::new(PassThrough)));
     }
-    let pipeline = crate::config::steps::compile_steps(&config.steps, &config.text)
+    let mut pipeline = crate::config::steps::compile_steps(&config.steps, &config.text)
         .map_err(|d: Diagnostic| BuildError::Config(config.error(d)))?;
+    if connect {
+        pipeline
+            .connect_state(config.engine.workers, config.retry.policy(), config.breaker)
+            .map_err(BuildError::Io)?;
+    }
     Ok(Box::new(move |_| Box::new(pipeline.clone())))
 }
 
@@ -185,7 +197,7 @@ pub fn sink_with_dead_letter(
 /// are created or truncated when the engine starts its workers, after rings and
 /// arenas are allocated (see `sink::output_file`).
 pub fn engine(config: &PipelineConfig) -> Result<Engine, BuildError> {
-    let processors = processors(config)?;
+    let processors = chain(config, true)?;
     let source = source(config)?;
     let dead_letter = dead_letter(config)?;
     let sink = sink_with_dead_letter(config, dead_letter.clone())?;

@@ -8,6 +8,7 @@ use toml::Spanned;
 
 use super::{Diagnostic, OrderedTable};
 use crate::transform::Chain;
+use crate::state::enrich::RedisStepConfig;
 use crate::transform::pipeline::{CompileError, FieldList, StepConfig};
 
 /// One processor step as written; compiled by [`crate::transform`].
@@ -26,6 +27,9 @@ pub struct RawStep {
     pub entry_bytes: Option<Spanned<i64>>,
     pub eviction: Option<Spanned<String>>,
     pub field: Option<Spanned<String>>,
+    pub on_miss: Option<Spanned<String>>,
+    pub ttl: Option<Spanned<String>>,
+    pub redis: Option<Spanned<RedisStepConfig>>,
     pub table: Option<Spanned<OrderedTable>>,
 }
 
@@ -43,21 +47,10 @@ fn step_configs(steps: &[Spanned<RawStep>]) -> Result<Vec<StepConfig>, Diagnosti
     for step in steps {
         let raw = step.get_ref();
         let kind = raw.kind.get_ref().as_str();
-        if kind == "enrich" {
-            return Err(Diagnostic::new(
-                Some(raw.kind.span()),
-                format!("`{kind}` steps are not implemented yet"),
-            )
-            .hint("available step types: schema, filter, route, map, dedup"));
-        }
-        let foreign = [
-            ("field", raw.field.as_ref().map(Spanned::span)),
-            ("table", raw.table.as_ref().map(Spanned::span)),
-        ];
-        if let Some((key, Some(span))) = foreign.into_iter().find(|(_, s)| s.is_some()) {
+        if let Some(span) = raw.table.as_ref().map(Spanned::span) {
             return Err(Diagnostic::new(
                 Some(span),
-                format!("`{key}` does not belong in a `{kind}` step"),
+                format!("`table` does not belong in a `{kind}` step"),
             ));
         }
         let fields = raw.fields.as_ref().map(|f| {
@@ -81,6 +74,10 @@ fn step_configs(steps: &[Spanned<RawStep>]) -> Result<Vec<StepConfig>, Diagnosti
             capacity: raw.capacity.clone(),
             entry_bytes: raw.entry_bytes.clone(),
             eviction: raw.eviction.clone(),
+            ttl: raw.ttl.clone(),
+            field: raw.field.clone(),
+            on_miss: raw.on_miss.clone(),
+            redis: raw.redis.clone(),
         });
     }
     Ok(out)

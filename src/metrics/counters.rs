@@ -85,10 +85,24 @@ pub enum Counter {
     StateCacheRefused,
     /// Inputs a `dedup` step dropped as repeats (also in `Filtered`).
     FilteredDedup,
+
+    // ---- the `enrich` step (src/state/enrich.rs) ----
+    /// Distinct keys an `enrich` step asked Redis for (its cache misses per batch).
+    EnrichKeysFetched,
+    /// Round trips to Redis (one per batch with misses, plus retries).
+    EnrichRoundTrips,
+    /// Round trips that failed (each one retried or given up).
+    EnrichErrors,
+    /// Inputs whose key Redis does not have (before the miss policy).
+    EnrichNotFound,
+    /// Inputs an `enrich` step dropped by `on_miss = "drop"` (also in `Filtered`).
+    FilteredEnrich,
+    /// Times an `enrich` step's circuit breaker opened.
+    EnrichBreakerOpened,
 }
 
 /// Number of engine counters.
-pub const ENGINE_COUNTERS: usize = Counter::FilteredDedup as usize + 1;
+pub const ENGINE_COUNTERS: usize = Counter::EnrichBreakerOpened as usize + 1;
 
 /// Names of the engine counters, in slot order (metrics and JSON keys).
 pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
@@ -121,6 +135,12 @@ pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
     "state_cache_expirations",
     "state_cache_refused",
     "filtered_dedup",
+    "enrich_keys_fetched",
+    "enrich_round_trips",
+    "enrich_errors",
+    "enrich_not_found",
+    "filtered_enrich",
+    "enrich_breaker_opened",
 ];
 
 /// Failure outcomes counted per error category (retry and dead-letter accounting).
@@ -234,9 +254,15 @@ impl crate::retry::counters::CounterSink for CounterShard {
 }
 
 /// Plain per-batch counts a worker accumulates and publishes once per batch.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalCounts {
     pub slots: [u64; ENGINE_COUNTERS],
+}
+
+impl Default for LocalCounts {
+    fn default() -> Self {
+        LocalCounts { slots: [0; ENGINE_COUNTERS] }
+    }
 }
 
 impl LocalCounts {

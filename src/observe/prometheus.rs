@@ -27,6 +27,7 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 
 use crate::engine::{Metrics, Phase};
+use crate::state::redis::PoolSnapshot;
 use crate::metrics::Counter;
 use crate::metrics::counters::{CATEGORY_BASE, SHARD_SLOTS};
 use crate::retry::counters::{RETRY_COUNTERS, retry_counter_labels};
@@ -174,7 +175,7 @@ pub const PER_WORKER: [(Counter, &str, &str); 10] = [
 
 /// State counters (caches of `dedup`/`enrich` steps), per worker and in total:
 /// (counter, family name without the `corestream_` / `corestream_worker_` prefix, help).
-pub const STATE: [(Counter, &str, &str); 7] = [
+pub const STATE: [(Counter, &str, &str); 13] = [
     (
         Counter::StateCacheHits,
         "state_cache_hits_total",
@@ -209,6 +210,72 @@ pub const STATE: [(Counter, &str, &str); 7] = [
         Counter::FilteredDedup,
         "messages_filtered_dedup_total",
         "Inputs a dedup step dropped as repeats within its window (also in filtered).",
+    ),
+    (
+        Counter::EnrichKeysFetched,
+        "enrich_keys_fetched_total",
+        "Distinct keys enrich steps asked Redis for (their cache misses, per batch).",
+    ),
+    (
+        Counter::EnrichRoundTrips,
+        "enrich_round_trips_total",
+        "Round trips enrich steps made to Redis (one per batch with misses, plus retries).",
+    ),
+    (
+        Counter::EnrichErrors,
+        "enrich_errors_total",
+        "Round trips to Redis that failed (retried or given up).",
+    ),
+    (
+        Counter::EnrichNotFound,
+        "enrich_not_found_total",
+        "Inputs whose key Redis does not have (before the miss policy).",
+    ),
+    (
+        Counter::FilteredEnrich,
+        "messages_filtered_enrich_total",
+        "Inputs an enrich step dropped by on_miss = \"drop\" (also in filtered).",
+    ),
+    (
+        Counter::EnrichBreakerOpened,
+        "enrich_breaker_opened_total",
+        "Times an enrich step's circuit breaker opened.",
+    ),
+];
+
+/// Redis pool figures of the `enrich` steps: (family, type, help, value of a snapshot).
+type PoolFigure = (&'static str, &'static str, &'static str, fn(&PoolSnapshot) -> u64);
+pub const REDIS_POOL: [PoolFigure; 9] = [
+    ("corestream_redis_pool_connections", "gauge", "Connections open (checked out or idle).", |p| {
+        u64::from(p.connections)
+    }),
+    ("corestream_redis_pool_idle_connections", "gauge", "Connections idle in the pool.", |p| {
+        u64::from(p.idle)
+    }),
+    ("corestream_redis_pool_active_connections", "gauge", "Connections checked out now.", |p| {
+        u64::from(p.active())
+    }),
+    ("corestream_redis_pool_max_connections", "gauge", "The pool's size at most.", |p| {
+        u64::from(p.max)
+    }),
+    ("corestream_redis_pool_created_total", "counter", "Connections opened.", |p| p.created),
+    ("corestream_redis_pool_failed_total", "counter", "Connection attempts that failed.", |p| {
+        p.failed
+    }),
+    (
+        "corestream_redis_pool_waits_total",
+        "counter",
+        "Checkouts that found no idle connection and waited.",
+        |p| p.waits,
+    ),
+    ("corestream_redis_health_checks_total", "counter", "Health checks (PING) sent.", |p| {
+        p.health_checks
+    }),
+    (
+        "corestream_redis_health_check_failures_total",
+        "counter",
+        "Health checks that failed.",
+        |p| p.health_check_failures,
     ),
 ];
 
@@ -337,6 +404,16 @@ fn render(
         text.family(&worker_name, "counter", help);
         for (worker, counts) in per_worker.iter().enumerate() {
             text.sample(&worker_name, &[("worker", &names[worker])], counts[counter as usize]);
+        }
+    }
+    let pools = crate::state::redis::pools();
+    if !pools.is_empty() {
+        let ids: Vec<String> = (0..pools.len()).map(|i| i.to_string()).collect();
+        for (name, kind, help, value) in REDIS_POOL {
+            text.family(name, kind, help);
+            for (i, pool) in pools.iter().enumerate() {
+                text.sample(name, &[("pool", &ids[i]), ("url", &pool.url)], value(pool));
+            }
         }
     }
     let name = "corestream_sink_failures_total";

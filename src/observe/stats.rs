@@ -36,8 +36,13 @@
 //! workers:      [{worker, messages_in, messages_out, filtered, processor_failed,
 //!               dead_lettered, input_bytes, output_bytes, batches, batch_records,
 //!               state {cache_hits, cache_misses, cache_insertions, cache_evictions,
-//!               cache_expirations, cache_refused, filtered_dedup}}]
-//! state:        the same counts summed over the workers, and cache_hit_ratio
+//!               cache_expirations, cache_refused, filtered_dedup, enrich_keys_fetched,
+//!               enrich_round_trips, enrich_errors, enrich_not_found, filtered_enrich,
+//!               enrich_breaker_opened}}]
+//! state:        the same counts summed over the workers, cache_hit_ratio, and
+//!               redis_pools [{url, connections, idle, active, max, created, failed,
+//!               waits, round_trips, round_trip_failures, health_checks,
+//!               health_check_failures}] (one per enrich step)
 //!               (hits / (hits + misses), null before any lookup)
 //! ```
 
@@ -219,6 +224,7 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
     let (hits, misses) = (get(Counter::StateCacheHits), get(Counter::StateCacheMisses));
     state["cache_hit_ratio"] =
         if hits + misses == 0 { Value::Null } else { json!(hits as f64 / (hits + misses) as f64) };
+    state["redis_pools"] = redis_pools_json();
     let workers: Vec<Value> = snapshot
         .per_worker
         .iter()
@@ -272,5 +278,36 @@ fn state_json(c: impl Fn(Counter) -> u64) -> Value {
         "cache_expirations": c(Counter::StateCacheExpirations),
         "cache_refused": c(Counter::StateCacheRefused),
         "filtered_dedup": c(Counter::FilteredDedup),
+        "enrich_keys_fetched": c(Counter::EnrichKeysFetched),
+        "enrich_round_trips": c(Counter::EnrichRoundTrips),
+        "enrich_errors": c(Counter::EnrichErrors),
+        "enrich_not_found": c(Counter::EnrichNotFound),
+        "filtered_enrich": c(Counter::FilteredEnrich),
+        "enrich_breaker_opened": c(Counter::EnrichBreakerOpened),
     })
+}
+
+/// The `enrich` steps' Redis pools (process-wide, one per step).
+fn redis_pools_json() -> Value {
+    Value::Array(
+        crate::state::redis::pools()
+            .iter()
+            .map(|p| {
+                json!({
+                    "url": p.url,
+                    "connections": p.connections,
+                    "idle": p.idle,
+                    "active": p.active(),
+                    "max": p.max,
+                    "created": p.created,
+                    "failed": p.failed,
+                    "waits": p.waits,
+                    "round_trips": p.round_trips,
+                    "round_trip_failures": p.round_trip_failures,
+                    "health_checks": p.health_checks,
+                    "health_check_failures": p.health_check_failures,
+                })
+            })
+            .collect(),
+    )
 }

@@ -124,6 +124,10 @@ impl CircuitBreaker {
         Ok(CircuitBreaker { config, state: BreakerState::Closed { failures: 0 }, opened_count: 0 })
     }
 
+    pub fn config(&self) -> BreakerConfig {
+        self.config
+    }
+
     pub fn state(&self) -> BreakerState {
         self.state
     }

@@ -1,5 +1,6 @@
 //! Per-worker state: a fixed-capacity cache ([`cache`]), the `dedup` step built on
-//! it ([`dedup`]), and the clock they read.
+//! it ([`dedup`]), the `enrich` step ([`enrich`]: Redis lookups through the cache,
+//! over a pooled connection, [`redis`]), and the clock they read.
 //!
 //! Keys route to workers (key hash or Kafka partition), so each worker owns its own
 //! shard of state and nothing here is shared or locked. Everything is allocated when
@@ -10,6 +11,8 @@
 
 pub mod cache;
 pub mod dedup;
+pub mod enrich;
+pub mod redis;
 
 use crate::metrics::Counter;
 use crate::metrics::counters::LocalCounts;
@@ -65,6 +68,8 @@ pub struct StateCounts {
     pub cache: CacheCounts,
     /// Inputs a `dedup` step dropped as repeats (also counted as filtered).
     pub dedup_dropped: u64,
+    /// What `enrich` steps counted (their caches are in `cache`).
+    pub enrich: enrich::EnrichCounts,
 }
 
 impl StateCounts {
@@ -79,6 +84,7 @@ impl StateCounts {
         a.expirations += b.expirations;
         a.refused += b.refused;
         self.dedup_dropped += other.dedup_dropped;
+        self.enrich.add(&other.enrich);
     }
 
     /// Moves the counts into the worker's per-batch counts (once per batch).
@@ -92,6 +98,13 @@ impl StateCounts {
         local.add(Counter::StateCacheExpirations, c.expirations);
         local.add(Counter::StateCacheRefused, c.refused);
         local.add(Counter::FilteredDedup, self.dedup_dropped);
+        let e = &self.enrich;
+        local.add(Counter::EnrichKeysFetched, e.keys_fetched);
+        local.add(Counter::EnrichRoundTrips, e.round_trips);
+        local.add(Counter::EnrichErrors, e.errors);
+        local.add(Counter::EnrichNotFound, e.not_found);
+        local.add(Counter::FilteredEnrich, e.dropped);
+        local.add(Counter::EnrichBreakerOpened, e.breaker_opened);
         *self = StateCounts::default();
     }
 }

@@ -36,6 +36,7 @@ use std::fmt;
 use std::ops::Range;
 
 use bumpalo::Bump;
+use bumpalo::collections::Vec as BumpVec;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -46,8 +47,9 @@ use super::value::{Type, Value, write_json, write_json_str, write_text};
 use crate::message::{Message, Output};
 use crate::processor::{Emit, Processor};
 use crate::retry::ErrorCategory;
-use crate::state::dedup::{Dedup, DedupSettings};
-use crate::state::{Clock, Eviction, StateCounts};
+use crate::state::dedup::Dedup;
+use crate::state::enrich::{Enrich, Lookup, OnMiss, RedisStepConfig};
+use crate::state::{Clock, StateCounts};
 
 /// Most steps in one pipeline. Each step is a few hundred bytes compiled.
 pub const STEPS_MAX: usize = 64;
@@ -94,6 +96,19 @@ pub struct StepConfig {
     /// State cache eviction: `lru`, `lfu` or `ttl`.
     #[serde(default)]
     pub eviction: Option<Spanned<String>>,
+    /// Enrich: how long a looked-up value is reused, a duration.
+    #[serde(default)]
+    pub ttl: Option<Spanned<String>>,
+    /// Enrich: the member the value goes into (absent: the top level).
+    #[serde(default)]
+    pub field: Option<Spanned<String>>,
+    /// Enrich: what a key Redis does not have does (`pass`, `drop`, `dead_letter`,
+    /// `default`).
+    #[serde(default)]
+    pub on_miss: Option<Spanned<String>>,
+    /// Enrich: the Redis connection (`[processor.redis]`).
+    #[serde(default)]
+    pub redis: Option<Spanned<RedisStepConfig>>,
 }
 
 /// An ordered list of `name = "text"` pairs (TOML tables keep document order).
@@ -273,6 +288,15 @@ enum Step {
     Map(Vec<MapField>),
     /// Drop repeats of a key within a window (per-worker state, see `state::dedup`).
     Dedup(Box<DedupStep>),
+    /// Look a key up in Redis through a per-worker cache (see `state::enrich`).
+    Enrich(Box<EnrichStep>),
+}
+
+/// A compiled `enrich` step: the key expression and this worker's lookup state.
+#[derive(Clone, Debug)]
+struct EnrichStep {
+    key: Expr,
+    enrich: Enrich,
 }
 
 /// A compiled `dedup` step: the key expression and this worker's window.
@@ -290,6 +314,9 @@ const KEY_NUMBER_BYTES_MAX: usize = 32;
 pub struct Pipeline {
     table: FieldTable,
     steps: Vec<Step>,
+    /// An `enrich` step pauses the chain per batch (one Redis round trip for the
+    /// batch's misses): [`Processor::process`] runs the chain in rounds.
+    has_enrich: bool,
     /// Map output scratch: grows to the largest output once, then reused.
     map_scratch: Vec<u8>,
     /// Topic scratch: reserved once at [`SCRATCH_BYTES`], never grows.
@@ -324,12 +351,23 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             "filter" => &["expr"],
             "route" => &["topic", "default"],
             "dedup" => &["key", "window", "capacity", "entry_bytes", "eviction"],
+            "enrich" => &[
+                "key",
+                "redis",
+                "field",
+                "on_miss",
+                "default",
+                "capacity",
+                "entry_bytes",
+                "eviction",
+                "ttl",
+            ],
             _ => {
                 return Err(CompileError {
                     span: kind_span,
                     message: format!("unknown step type `{kind}`"),
                     hint: did_you_mean(kind, STEP_TYPES).or_else(|| {
-                        Some("step types are schema, filter, route, map and dedup".into())
+                        Some("step types are schema, filter, route, map, dedup and enrich".into())
                     }),
                 });
             }
@@ -344,16 +382,21 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             ("capacity", step.capacity.as_ref().map(Spanned::span)),
             ("entry_bytes", step.entry_bytes.as_ref().map(Spanned::span)),
             ("eviction", step.eviction.as_ref().map(Spanned::span)),
+            ("ttl", step.ttl.as_ref().map(Spanned::span)),
+            ("field", step.field.as_ref().map(Spanned::span)),
+            ("on_miss", step.on_miss.as_ref().map(Spanned::span)),
+            ("redis", step.redis.as_ref().map(Spanned::span)),
         ];
         // Every allowed key is required except these.
-        let optional = ["default", "capacity", "entry_bytes", "eviction"];
+        let optional =
+            ["default", "capacity", "entry_bytes", "eviction", "ttl", "field", "on_miss"];
         for (key, span) in &present {
             if let Some(span) = span {
                 if !allowed.contains(key) {
                     return Err(CompileError {
                         span: span.clone(),
-                        message: format!("`{key}` does not belong in a `{kind}` step"),
-                        hint: Some(format!("a `{kind}` step takes `{}`", allowed.join("`, `"))),
+                        message: format!("`{key}` does not belong in {} step", a_step(kind)),
+                        hint: Some(format!("{} step takes `{}`", a_step(kind), allowed.join("`, `"))),
                     });
                 }
             }
@@ -362,7 +405,7 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
             if span.is_none() && allowed.contains(key) && !optional.contains(key) {
                 return Err(CompileError {
                     span: kind_span.clone(),
-                    message: format!("a `{kind}` step needs `{key}`"),
+                    message: format!("{} step needs `{key}`", a_step(kind)),
                     hint: None,
                 });
             }
@@ -415,7 +458,14 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
                 };
                 Step::Route(t, default)
             }
-            "dedup" => Step::Dedup(Box::new(compile_dedup(step, config_text, &mut resolve)?)),
+            "dedup" => {
+                Step::Dedup(Box::new(state_steps::compile_dedup(step, config_text, &mut resolve)?))
+            }
+            "enrich" => Step::Enrich(Box::new(state_steps::compile_enrich(
+                step,
+                config_text,
+                &mut resolve,
+            )?)),
             "map" => {
                 let list = step.fields.as_ref().ok_or_else(|| missing(&kind_span))?;
                 let mut fields = Vec::new();
@@ -490,6 +540,7 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
     }
     Ok(Pipeline {
         table,
+        has_enrich: out.iter().any(|s| matches!(s, Step::Enrich(_))),
         steps: out,
         map_scratch: Vec::with_capacity(MAP_SCRATCH_BYTES_INITIAL),
         topic_scratch: Vec::with_capacity(SCRATCH_BYTES),
@@ -499,84 +550,14 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
     })
 }
 
-/// Step types a chain knows.
-const STEP_TYPES: [&str; 5] = ["schema", "filter", "route", "map", "dedup"];
-
-/// Compiles a `dedup` step (cold): the key expression and the window's settings;
-/// the cache itself is allocated per worker when the chain is cloned.
-fn compile_dedup(
-    step: &StepConfig,
-    config_text: &str,
-    resolve: &mut super::expr::Resolver<'_>,
-) -> Result<DedupStep, CompileError> {
-    let kind_span = step.kind.span();
-    let src = step.key.as_ref().ok_or_else(|| missing(&kind_span))?;
-    let key = Expr::compile(src.get_ref(), resolve).map_err(|e| expr_error(config_text, src, e))?;
-    if key.ty() == Type::NULL {
-        return Err(CompileError {
-            span: src.span(),
-            message: "a dedup key must not be null".into(),
-            hint: Some("name a field, e.g. `id`, or `key` for the message key".into()),
-        });
-    }
-    let window = step.window.as_ref().ok_or_else(|| missing(&kind_span))?;
-    let window_ms = match crate::parse::duration::parse_duration(window.get_ref()) {
-        Ok(d) if d.as_millis() >= 1 => d.as_millis().min(u64::MAX as u128) as u64,
-        Ok(_) => {
-            return Err(CompileError {
-                span: window.span(),
-                message: "a dedup window must be at least 1ms".into(),
-                hint: None,
-            });
-        }
-        Err(e) => {
-            return Err(CompileError {
-                span: window.span(),
-                message: format!("invalid window: {e}"),
-                hint: Some("a duration such as \"30s\", \"10m\" or \"1h\"".into()),
-            });
-        }
-    };
-    let mut settings = DedupSettings::new(window_ms);
-    let positive = |value: &Option<Spanned<i64>>, name: &str, max: usize| match value {
-        None => Ok(None),
-        Some(v) if *v.get_ref() >= 1 && *v.get_ref() as u64 <= max as u64 => {
-            Ok(Some(*v.get_ref() as usize))
-        }
-        Some(v) => Err(CompileError {
-            span: v.span(),
-            message: format!("`{name}` must be 1..={max}"),
-            hint: None,
-        }),
-    };
-    if let Some(n) = positive(&step.capacity, "capacity", crate::state::cache::ENTRIES_MAX)? {
-        settings.cache.entries_max = n;
-    }
-    if let Some(n) =
-        positive(&step.entry_bytes, "entry_bytes", crate::state::cache::ENTRY_BYTES_MAX)?
-    {
-        settings.cache.entry_bytes_max = n;
-    }
-    if let Some(e) = &step.eviction {
-        settings.cache.eviction = Eviction::from_name(e.get_ref()).ok_or_else(|| CompileError {
-            span: e.span(),
-            message: format!("unknown eviction `{}`", e.get_ref()),
-            hint: did_you_mean(e.get_ref(), Eviction::NAMES)
-                .or_else(|| Some("eviction is lru, lfu or ttl".into())),
-        })?;
-    }
-    let dedup = Dedup::new(settings).map_err(|message| CompileError {
-        span: step
-            .capacity
-            .as_ref()
-            .map(Spanned::span)
-            .or_else(|| step.entry_bytes.as_ref().map(Spanned::span))
-            .unwrap_or(kind_span),
-        message,
-        hint: Some("memory per worker is capacity × (entry_bytes + 40) bytes".into()),
-    })?;
-    Ok(DedupStep { key, dedup })
+/// "a `map`", "an `enrich`" (error text).
+fn a_step(kind: &str) -> String {
+    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) { "an" } else { "a" };
+    format!("{article} `{kind}`")
 }
+
+/// Step types a chain knows.
+const STEP_TYPES: [&str; 6] = ["schema", "filter", "route", "map", "dedup", "enrich"];
 
 fn missing(span: &Range<usize>) -> CompileError {
     CompileError {
@@ -610,8 +591,13 @@ pub enum Outcome<'a> {
     Emit { topic: &'a str, payload: &'a [u8] },
     /// Dropped by a filter.
     Filtered,
-    /// Failed: the reason (static or in the arena).
+    /// Failed: the reason (static or in the arena); category `serialization`.
     Failed(&'a str),
+    /// Failed with another category (an `enrich` step's Redis failure).
+    FailedAs(ErrorCategory, &'a str),
+    /// Stopped at `enrich` step `step` with its Redis key: only inside a batch, never
+    /// returned by [`Pipeline::run`].
+    Paused { step: usize, topic: &'a str, payload: &'a [u8], key: &'a [u8] },
 }
 
 impl Pipeline {
@@ -635,18 +621,61 @@ impl Pipeline {
             .iter()
             .map(|step| match step {
                 Step::Dedup(d) => d.dedup.settings().cache.bytes(),
+                Step::Enrich(e) => e.enrich.settings().cache.bytes(),
                 _ => 0,
             })
             .sum()
+    }
+
+    /// Connects the `enrich` steps to Redis and gives them the engine's retry policy,
+    /// breaker and worker count (cold: when the engine starts, before the workers'
+    /// clones are made). Redis unreachable: an error, or a wait by `policy` where the
+    /// step says `startup = "wait"`. A chain without `enrich` does nothing.
+    pub fn connect_state(
+        &mut self,
+        workers: usize,
+        policy: &crate::retry::RetryPolicy,
+        breaker: crate::retry::breaker::BreakerConfig,
+    ) -> Result<(), String> {
+        for (index, step) in self.steps.iter_mut().enumerate() {
+            if let Step::Enrich(e) = step {
+                e.enrich.set_runtime(policy.clone(), breaker, workers);
+                e.enrich
+                    .link()
+                    .connect_at_start(workers, policy)
+                    .map_err(|m| format!("step {} (enrich): {m}", index + 1))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The Redis links of the `enrich` steps, with their step numbers (cold; for
+    /// `corestream check`).
+    pub fn redis_links(&self) -> Vec<(usize, std::sync::Arc<crate::state::redis::Link>)> {
+        self.steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Step::Enrich(e) => Some((i + 1, e.enrich.link().clone())),
+                _ => None,
+            })
+            .collect()
     }
 
     /// What the state steps counted since the last call, zeroed (once per batch).
     pub fn take_state_counts(&mut self) -> StateCounts {
         let mut total = StateCounts::default();
         for step in &mut self.steps {
-            if let Step::Dedup(d) = step {
-                let (cache, dropped) = d.dedup.take_counts();
-                total.add(&StateCounts { cache, dedup_dropped: dropped });
+            match step {
+                Step::Dedup(d) => {
+                    let (cache, dropped) = d.dedup.take_counts();
+                    total.add(&StateCounts { cache, dedup_dropped: dropped, ..Default::default() });
+                }
+                Step::Enrich(e) => {
+                    let (cache, enrich) = e.enrich.take_counts();
+                    total.add(&StateCounts { cache, enrich, ..Default::default() });
+                }
+                _ => {}
             }
         }
         total
@@ -658,7 +687,9 @@ impl Pipeline {
     }
 
     /// Runs the steps on one message. `slots` must hold at least
-    /// [`PATHS_MAX`] entries; it is overwritten.
+    /// [`PATHS_MAX`] entries; it is overwritten. A chain with an `enrich` step looks
+    /// the message's key up alone (a batch of one; [`Processor::process`] looks up
+    /// a whole batch in one round trip).
     #[inline]
     pub fn run<'a>(
         &mut self,
@@ -666,13 +697,35 @@ impl Pipeline {
         slots: &mut [Slot<'a>],
         arena: &'a Bump,
     ) -> Outcome<'a> {
-        if let Err(e) = json::extract(message.payload, &self.table, slots, arena) {
+        let mut outcome = self.run_from(0, message, "", message.payload, slots, arena);
+        while let Outcome::Paused { step, key, .. } = outcome {
+            let now_ms = self.now_ms;
+            let lookup = self.enrich_at(step).lookup(&[Some(key)], now_ms, arena)[0];
+            outcome = self.resume(step, message, outcome, lookup, slots, arena);
+        }
+        outcome
+    }
+
+    /// Runs steps `first..` on `message` with `payload` (the input's, or what an
+    /// `enrich` step made of it), scanning `payload` once; stops at the end, at a
+    /// decision, or at an `enrich` step ([`Outcome::Paused`]).
+    #[inline]
+    fn run_from<'a>(
+        &mut self,
+        first: usize,
+        message: &Message<'a>,
+        topic: &'a str,
+        payload: &'a [u8],
+        slots: &mut [Slot<'a>],
+        arena: &'a Bump,
+    ) -> Outcome<'a> {
+        if let Err(e) = json::extract(payload, &self.table, slots, arena) {
             return Outcome::Failed(bumpalo::format!(in arena, "{}", e).into_bump_str());
         }
         let slots: &[Slot<'a>] = slots;
-        let mut topic: &'a str = "";
-        let mut payload: &'a [u8] = message.payload;
-        for (index, step) in self.steps.iter_mut().enumerate() {
+        let mut topic: &'a str = topic;
+        let mut payload: &'a [u8] = payload;
+        for (index, step) in self.steps.iter_mut().enumerate().skip(first) {
             let env = Env { slots, message, topic, arena };
             match step {
                 Step::Schema(fields) => {
@@ -748,36 +801,21 @@ impl Pipeline {
                             );
                         }
                     };
-                    let bytes: &[u8] = match key {
-                        Value::Str(s) | Value::Json(s) => s.as_bytes(),
-                        Value::Null => {
-                            return Outcome::Failed(dedup_reason(
-                                index,
-                                key_expr,
-                                "is null (a missing field?)",
-                                arena,
+                    let bytes = match key_text(key, &mut self.key_scratch) {
+                        Ok(bytes) => bytes,
+                        Err(what) => {
+                            return Outcome::Failed(state_key_reason(
+                                index, "dedup", key_expr, what, arena,
                             ));
-                        }
-                        other => {
-                            self.key_scratch.clear();
-                            if write_text(&mut self.key_scratch, &other).is_err() {
-                                return Outcome::Failed(dedup_reason(
-                                    index,
-                                    key_expr,
-                                    "is not a finite number",
-                                    arena,
-                                ));
-                            }
-                            debug_assert!(self.key_scratch.len() <= KEY_NUMBER_BYTES_MAX);
-                            &self.key_scratch
                         }
                     };
                     match dedup.is_repeat(bytes, self.now_ms) {
                         Ok(false) => {}
                         Ok(true) => return Outcome::Filtered,
                         Err(_) => {
-                            return Outcome::Failed(dedup_reason(
+                            return Outcome::Failed(state_key_reason(
                                 index,
+                                "dedup",
                                 key_expr,
                                 "is longer than entry_bytes",
                                 arena,
@@ -785,15 +823,167 @@ impl Pipeline {
                         }
                     }
                 }
+                Step::Enrich(e) => {
+                    // The chain pauses here: the batch's keys are looked up together.
+                    let EnrichStep { key: key_expr, enrich } = &mut **e;
+                    let key = match key_expr.eval(&env) {
+                        Ok(v) => v,
+                        Err(err) => {
+                            let text = key_expr.error_text(&err);
+                            return Outcome::Failed(
+                                bumpalo::format!(in arena, "step {} (enrich) key: {} in `{}`", index + 1, err.reason, text).into_bump_str(),
+                            );
+                        }
+                    };
+                    let redis_key = key_text(key, &mut self.key_scratch)
+                        .and_then(|text| enrich.redis_key(text, arena));
+                    return match redis_key {
+                        Ok(key) => Outcome::Paused { step: index, topic, payload, key },
+                        Err(what) => Outcome::Failed(state_key_reason(
+                            index, "enrich", key_expr, what, arena,
+                        )),
+                    };
+                }
             }
         }
         Outcome::Emit { topic, payload }
     }
+
+    fn enrich_at(&mut self, step: usize) -> &mut Enrich {
+        match &mut self.steps[step] {
+            Step::Enrich(e) => &mut e.enrich,
+            _ => unreachable!("Outcome::Paused names an enrich step"),
+        }
+    }
+
+    /// Applies `lookup` to a message paused at enrich step `step` (merge, or the
+    /// miss policy, or the failure) and runs the rest of the chain.
+    fn resume<'a>(
+        &mut self,
+        step: usize,
+        message: &Message<'a>,
+        paused: Outcome<'a>,
+        lookup: Option<Lookup<'a>>,
+        slots: &mut [Slot<'a>],
+        arena: &'a Bump,
+    ) -> Outcome<'a> {
+        let Outcome::Paused { topic, payload, key, .. } = paused else { return paused };
+        let enrich = self.enrich_at(step);
+        let merged = match lookup {
+            Some(Lookup::Found(value)) => enrich.merge(payload, value, arena),
+            Some(Lookup::NotFound) => match enrich.settings().on_miss {
+                OnMiss::Pass => Ok(payload),
+                OnMiss::Drop => {
+                    enrich.count_dropped();
+                    return Outcome::Filtered;
+                }
+                OnMiss::DeadLetter => {
+                    return Outcome::Failed(
+                        bumpalo::format!(in arena, "step {} (enrich): Redis has no value for `{}` (on_miss = \"dead_letter\")",
+                            step + 1, String::from_utf8_lossy(key)).into_bump_str(),
+                    );
+                }
+                OnMiss::Default => {
+                    let default = enrich.settings().default.as_deref().unwrap_or(b"{}");
+                    enrich.merge(payload, default, arena)
+                }
+            },
+            Some(Lookup::Failed(category, reason)) => {
+                let reason = bumpalo::format!(in arena, "step {} (enrich): {reason}", step + 1);
+                return Outcome::FailedAs(category, reason.into_bump_str());
+            }
+            None => unreachable!("a paused message has a key, so a lookup"),
+        };
+        match merged {
+            Ok(payload) => self.run_from(step + 1, message, topic, payload, slots, arena),
+            Err(why) => Outcome::Failed(
+                bumpalo::format!(in arena, "step {} (enrich): {why}", step + 1).into_bump_str(),
+            ),
+        }
+    }
+
+    /// [`Processor::process`] for a chain with `enrich` steps: the chain runs in
+    /// rounds, every live message of the batch pausing at the same `enrich` step,
+    /// whose keys are then looked up together (one round trip for the misses).
+    fn process_in_rounds<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>) {
+        let arena = emit.arena();
+        let mut slots = [Slot::Missing; PATHS_MAX];
+        let mut outcomes: BumpVec<'a, Outcome<'a>> =
+            BumpVec::with_capacity_in(input.len(), arena);
+        for message in input {
+            outcomes.push(self.run_from(0, message, "", message.payload, &mut slots, arena));
+        }
+        // Every live message pauses at the same step: the steps before it are the
+        // same for all of them.
+        while let Some(step) = outcomes.iter().find_map(|o| match o {
+            Outcome::Paused { step, .. } => Some(*step),
+            _ => None,
+        }) {
+            let keys: BumpVec<'a, Option<&'a [u8]>> = BumpVec::from_iter_in(
+                outcomes.iter().map(|o| match o {
+                    Outcome::Paused { key, .. } => Some(*key),
+                    _ => None,
+                }),
+                arena,
+            );
+            let now_ms = self.now_ms;
+            let lookups = self.enrich_at(step).lookup(&keys, now_ms, arena);
+            for (index, message) in input.iter().enumerate() {
+                if matches!(outcomes[index], Outcome::Paused { .. }) {
+                    outcomes[index] =
+                        self.resume(step, message, outcomes[index], lookups[index], &mut slots, arena);
+                }
+            }
+        }
+        for (index, (message, outcome)) in input.iter().zip(outcomes.iter()).enumerate() {
+            emit_outcome(emit, index, message, *outcome);
+        }
+    }
+}
+
+/// Hands one message's outcome to `emit` (hot).
+#[inline]
+fn emit_outcome<'a>(emit: &mut Emit<'a, '_>, index: usize, message: &Message<'a>, outcome: Outcome<'a>) {
+    match outcome {
+        Outcome::Emit { topic, payload } => emit.emit(Output {
+            input: index as u32,
+            topic,
+            key: message.key,
+            payload,
+            headers: message.headers,
+        }),
+        Outcome::Filtered => {}
+        Outcome::Failed(reason) => emit.fail(index as u32, ErrorCategory::Serialization, reason),
+        Outcome::FailedAs(category, reason) => emit.fail(index as u32, category, reason),
+        Outcome::Paused { .. } => unreachable!("every paused message was resumed"),
+    }
+}
+
+/// A state step's key as bytes: text as is, numbers and bools as their text (in
+/// `scratch`); null or a non-finite number is an error (hot).
+#[inline]
+fn key_text<'k>(key: Value<'k>, scratch: &'k mut Vec<u8>) -> Result<&'k [u8], &'static str> {
+    match key {
+        Value::Str(s) | Value::Json(s) => Ok(s.as_bytes()),
+        Value::Null => Err("is null (a missing field?)"),
+        other => {
+            scratch.clear();
+            write_text(scratch, &other).map_err(|_| "is not a finite number")?;
+            debug_assert!(scratch.len() <= KEY_NUMBER_BYTES_MAX);
+            Ok(scratch)
+        }
+    }
 }
 
 #[cold]
-fn dedup_reason<'a>(index: usize, key: &Expr, what: &str, arena: &'a Bump) -> &'a str {
-    bumpalo::format!(in arena, "step {} (dedup): key `{}` {}", index + 1, key.source(), what)
+fn state_key_reason<'a>(
+    index: usize,
+    kind: &str,
+    key: &Expr,
+    what: &str,
+    arena: &'a Bump,
+) -> &'a str {
+    bumpalo::format!(in arena, "step {} ({kind}): key `{}` {}", index + 1, key.source(), what)
         .into_bump_str()
 }
 
@@ -815,22 +1005,14 @@ fn schema_reason<'a>(f: &SchemaField, slot: &Slot<'_>, arena: &'a Bump) -> &'a s
 impl Processor for Pipeline {
     fn process<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>) {
         self.read_clock();
+        if self.has_enrich {
+            return self.process_in_rounds(input, emit);
+        }
         let arena = emit.arena();
         let mut slots = [Slot::Missing; PATHS_MAX];
         for (index, message) in input.iter().enumerate() {
-            match self.run(message, &mut slots, arena) {
-                Outcome::Emit { topic, payload } => emit.emit(Output {
-                    input: index as u32,
-                    topic,
-                    key: message.key,
-                    payload,
-                    headers: message.headers,
-                }),
-                Outcome::Filtered => {}
-                Outcome::Failed(reason) => {
-                    emit.fail(index as u32, ErrorCategory::Serialization, reason)
-                }
-            }
+            let outcome = self.run_from(0, message, "", message.payload, &mut slots, arena);
+            emit_outcome(emit, index, message, outcome);
         }
     }
 
@@ -902,6 +1084,29 @@ impl fmt::Display for Pipeline {
                         c.bytes()
                     )?;
                 }
+                Step::Enrich(e) => {
+                    let st = e.enrich.settings();
+                    let c = &st.cache;
+                    writeln!(
+                        f,
+                        "  step {n} enrich: key {} from {} ({}{}), into {}; on miss: {}; cache {} keys × {} B per worker ({} eviction, ttl {}ms, {} bytes)",
+                        e.key,
+                        st.redis.url_redacted(),
+                        st.value.name(),
+                        if st.prefix.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", prefix {:?}", String::from_utf8_lossy(&st.prefix))
+                        },
+                        st.field.as_deref().map_or("the top level".to_string(), |f| format!("`{f}`")),
+                        st.on_miss.name(),
+                        c.entries_max,
+                        c.entry_bytes_max,
+                        c.eviction.name(),
+                        c.ttl_ms.unwrap_or(0),
+                        c.bytes()
+                    )?;
+                }
                 Step::Map(fields) => {
                     writeln!(f, "  step {n} map:")?;
                     for m in fields {
@@ -922,5 +1127,6 @@ impl fmt::Display for Pipeline {
     }
 }
 
+mod state_steps;
 #[cfg(test)]
 mod tests;
