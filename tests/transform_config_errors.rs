@@ -97,9 +97,7 @@ fn unknown_step_type_and_misplaced_keys() {
 #[test]
 fn enrich_settings_are_checked_offline_at_their_place() {
     let step = |rest: &str| {
-        rendered(&format!(
-            "[[processor]]\ntype = \"enrich\"\nkey = \"customer\"\n{rest}"
-        ))
+        rendered(&format!("[[processor]]\ntype = \"enrich\"\nkey = \"customer\"\n{rest}"))
     };
     let got = step("[processor.redis]\nurl = \"http://x\"\n");
     assert!(got.starts_with("error: `http://x` is not a Redis URL"), "{got}");
@@ -118,15 +116,23 @@ fn enrich_settings_are_checked_offline_at_their_place() {
     assert!(got.starts_with("error: unknown value kind `hsah`"), "{got}");
     assert!(got.contains("did you mean `hash`?"), "{got}");
     let got = step("[processor.redis]\nurl = \"redis://h\"\nvalue = \"string\"\n");
-    assert!(got.starts_with("error: a `string` value cannot be merged into the top level"), "{got}");
+    assert!(
+        got.starts_with("error: a `string` value cannot be merged into the top level"),
+        "{got}"
+    );
     let got = step("[processor.redis]\nurl = \"redis://h\"\npool_min = 5\npool_max = 2\n");
     assert!(got.starts_with("error: pool_min = 5 is above pool_max = 2"), "{got}");
     let got = step("[processor.redis]\nurl = \"redis://h\"\ntimeout = \"0s\"\n");
     assert!(got.starts_with("error: `timeout` must be above 0 and at most 1h"), "{got}");
     let got = step("[processor.redis]\nurl = \"redis://h\"\nstartup = \"later\"\n");
     assert!(got.starts_with("error: unknown startup `later`"), "{got}");
-    let got = step("[processor.redis]\nurl = \"redis://h\"\nport = 1\n");
-    assert!(got.contains("unknown field `port`"), "{got}");
+    // An unknown key is refused when the file is read, at its place, with the keys.
+    let text = format!(
+        "{HEAD}[[processor]]\ntype = \"enrich\"\nkey = \"c\"\n[processor.redis]\nurl = \"redis://h\"\nport = 1\n"
+    );
+    let got = PipelineConfig::parse(Path::new("p.toml"), &text, |_| None).unwrap_err().to_string();
+    assert!(got.starts_with("error: unknown field `port`\n  --> p.toml:12:1\n"), "{got}");
+    assert!(got.contains("expected one of: url, prefix, value"), "{got}");
 }
 
 #[test]

@@ -188,7 +188,15 @@ fn enrich_line(s: &Snapshot) -> String {
     for p in pools {
         line += &format!(
             "\n  redis {}: connections {} (idle {}, max {})  created {}  failed {}  waits {}  health checks {} ({} failed)",
-            p.url, p.connections, p.idle, p.max, p.created, p.failed, p.waits, p.health_checks, p.health_check_failures
+            p.url,
+            p.connections,
+            p.idle,
+            p.max,
+            p.created,
+            p.failed,
+            p.waits,
+            p.health_checks,
+            p.health_check_failures
         );
     }
     line

@@ -7,8 +7,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Diagnostic, OrderedTable};
-use crate::transform::Chain;
 use crate::state::enrich::RedisStepConfig;
+use crate::transform::Chain;
 use crate::transform::pipeline::{CompileError, FieldList, StepConfig};
 
 /// One processor step as written; compiled by [`crate::transform`].

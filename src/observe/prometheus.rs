@@ -27,10 +27,10 @@ use std::fmt::Write;
 use hdrhistogram::Histogram;
 
 use crate::engine::{Metrics, Phase};
-use crate::state::redis::PoolSnapshot;
 use crate::metrics::Counter;
 use crate::metrics::counters::{CATEGORY_BASE, SHARD_SLOTS};
 use crate::retry::counters::{RETRY_COUNTERS, retry_counter_labels};
+use crate::state::redis::PoolSnapshot;
 
 /// The exposition's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -246,9 +246,12 @@ pub const STATE: [(Counter, &str, &str); 13] = [
 /// Redis pool figures of the `enrich` steps: (family, type, help, value of a snapshot).
 type PoolFigure = (&'static str, &'static str, &'static str, fn(&PoolSnapshot) -> u64);
 pub const REDIS_POOL: [PoolFigure; 9] = [
-    ("corestream_redis_pool_connections", "gauge", "Connections open (checked out or idle).", |p| {
-        u64::from(p.connections)
-    }),
+    (
+        "corestream_redis_pool_connections",
+        "gauge",
+        "Connections open (checked out or idle).",
+        |p| u64::from(p.connections),
+    ),
     ("corestream_redis_pool_idle_connections", "gauge", "Connections idle in the pool.", |p| {
         u64::from(p.idle)
     }),

@@ -653,7 +653,10 @@ mod tests {
         };
         assert_eq!(m(r#"{"a":1}"#, r#""c":"#, r#"{"s":"g"}"#).unwrap(), r#"{"a":1,"c":{"s":"g"}}"#);
         assert_eq!(m(" { } ", r#""c":"#, "2").unwrap(), r#"{"c":2}"#);
-        assert_eq!(m(r#"{"a":1}"#, "", r#" {"s":"g","t":1} "#).unwrap(), r#"{"a":1,"s":"g","t":1}"#);
+        assert_eq!(
+            m(r#"{"a":1}"#, "", r#" {"s":"g","t":1} "#).unwrap(),
+            r#"{"a":1,"s":"g","t":1}"#
+        );
         assert_eq!(m(r#"{"a":1}"#, "", "{ }").unwrap(), r#"{"a":1}"#);
         assert_eq!(m("[1]", "", "{}"), Err("the payload is not a JSON object"));
         // The result is what serde_json reads, the enrichment winning a clash.

@@ -183,13 +183,12 @@ impl r2d2::ManageConnection for Manager {
     type Error = redis::RedisError;
 
     fn connect(&self) -> Result<redis::Connection, redis::RedisError> {
-        let connected = self.client.get_connection_with_timeout(self.connect_timeout).and_then(
-            |c| {
+        let connected =
+            self.client.get_connection_with_timeout(self.connect_timeout).and_then(|c| {
                 c.set_read_timeout(Some(self.timeout))?;
                 c.set_write_timeout(Some(self.timeout))?;
                 Ok(c)
-            },
-        );
+            });
         match &connected {
             Ok(_) => self.counts.created.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.counts.failed.fetch_add(1, Ordering::Relaxed),
@@ -412,7 +411,11 @@ impl Link {
             Ok(v) if v.len() == keys.len() => Ok(v),
             Ok(v) => {
                 self.counts.round_trip_failures.fetch_add(1, Ordering::Relaxed);
-                Err(RedisFailure(format!("Redis answered {} values for {} keys", v.len(), keys.len())))
+                Err(RedisFailure(format!(
+                    "Redis answered {} values for {} keys",
+                    v.len(),
+                    keys.len()
+                )))
             }
             Err(e) => {
                 self.counts.round_trip_failures.fetch_add(1, Ordering::Relaxed);
@@ -435,13 +438,10 @@ impl Link {
 
     /// This pool's statistics now.
     pub fn snapshot(&self) -> PoolSnapshot {
-        let (connections, idle) = self
-            .pool
-            .get()
-            .map_or((0, 0), |p| {
-                let s = p.state();
-                (s.connections, s.idle_connections)
-            });
+        let (connections, idle) = self.pool.get().map_or((0, 0), |p| {
+            let s = p.state();
+            (s.connections, s.idle_connections)
+        });
         let c = &self.counts;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         PoolSnapshot {
@@ -474,8 +474,8 @@ fn spawn_health_check(pool: &r2d2::Pool<Manager>, interval: Duration, counts: Ar
     // A pool handle that does not keep the pool alive: r2d2 pools are cheap clones of
     // an Arc, so the thread holds a clone and stops when it is the last holder.
     let pool = pool.clone();
-    let spawned = std::thread::Builder::new().name("corestream-redis-health".into()).spawn(
-        move || {
+    let spawned =
+        std::thread::Builder::new().name("corestream-redis-health".into()).spawn(move || {
             let step = Duration::from_millis(100).min(interval);
             let mut waited = Duration::ZERO;
             loop {
@@ -502,8 +502,7 @@ fn spawn_health_check(pool: &r2d2::Pool<Manager>, interval: Duration, counts: Ar
                     counts.health_check_failures.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        },
-    );
+        });
     if let Err(e) = spawned {
         eprintln!("corestream: redis: cannot start the health check thread: {e}");
     }

@@ -396,7 +396,11 @@ pub fn compile(steps: &[StepConfig], config_text: &str) -> Result<Pipeline, Comp
                     return Err(CompileError {
                         span: span.clone(),
                         message: format!("`{key}` does not belong in {} step", a_step(kind)),
-                        hint: Some(format!("{} step takes `{}`", a_step(kind), allowed.join("`, `"))),
+                        hint: Some(format!(
+                            "{} step takes `{}`",
+                            a_step(kind),
+                            allowed.join("`, `")
+                        )),
                     });
                 }
             }
@@ -908,8 +912,7 @@ impl Pipeline {
     fn process_in_rounds<'a>(&mut self, input: &[Message<'a>], emit: &mut Emit<'a, '_>) {
         let arena = emit.arena();
         let mut slots = [Slot::Missing; PATHS_MAX];
-        let mut outcomes: BumpVec<'a, Outcome<'a>> =
-            BumpVec::with_capacity_in(input.len(), arena);
+        let mut outcomes: BumpVec<'a, Outcome<'a>> = BumpVec::with_capacity_in(input.len(), arena);
         for message in input {
             outcomes.push(self.run_from(0, message, "", message.payload, &mut slots, arena));
         }
@@ -930,8 +933,14 @@ impl Pipeline {
             let lookups = self.enrich_at(step).lookup(&keys, now_ms, arena);
             for (index, message) in input.iter().enumerate() {
                 if matches!(outcomes[index], Outcome::Paused { .. }) {
-                    outcomes[index] =
-                        self.resume(step, message, outcomes[index], lookups[index], &mut slots, arena);
+                    outcomes[index] = self.resume(
+                        step,
+                        message,
+                        outcomes[index],
+                        lookups[index],
+                        &mut slots,
+                        arena,
+                    );
                 }
             }
         }
@@ -943,7 +952,12 @@ impl Pipeline {
 
 /// Hands one message's outcome to `emit` (hot).
 #[inline]
-fn emit_outcome<'a>(emit: &mut Emit<'a, '_>, index: usize, message: &Message<'a>, outcome: Outcome<'a>) {
+fn emit_outcome<'a>(
+    emit: &mut Emit<'a, '_>,
+    index: usize,
+    message: &Message<'a>,
+    outcome: Outcome<'a>,
+) {
     match outcome {
         Outcome::Emit { topic, payload } => emit.emit(Output {
             input: index as u32,
@@ -1098,7 +1112,9 @@ impl fmt::Display for Pipeline {
                         } else {
                             format!(", prefix {:?}", String::from_utf8_lossy(&st.prefix))
                         },
-                        st.field.as_deref().map_or("the top level".to_string(), |f| format!("`{f}`")),
+                        st.field
+                            .as_deref()
+                            .map_or("the top level".to_string(), |f| format!("`{f}`")),
                         st.on_miss.name(),
                         c.entries_max,
                         c.entry_bytes_max,

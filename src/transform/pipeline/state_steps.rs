@@ -10,9 +10,7 @@ use super::{CompileError, DedupStep, EnrichStep, StepConfig, expr_error, missing
 use crate::state::cache::{CacheSettings, ENTRIES_MAX, ENTRY_BYTES_MAX, Eviction};
 use crate::state::dedup::{Dedup, DedupSettings};
 use crate::state::enrich::{Enrich, EnrichSettings, OnMiss, RedisStepConfig, ValueKind};
-use crate::state::redis::{
-    POOL_MAX_LIMIT, RedisSettings, Startup, TIMEOUT_LIMIT, check_url,
-};
+use crate::state::redis::{POOL_MAX_LIMIT, RedisSettings, Startup, TIMEOUT_LIMIT, check_url};
 use crate::transform::expr::{Expr, Resolver, did_you_mean};
 use crate::transform::value::Type;
 
@@ -47,7 +45,11 @@ pub(super) fn compile_enrich(
     settings.value = value;
     if let Some(f) = &step.field {
         if f.get_ref().is_empty() {
-            return Err(at(f, "`field` must not be empty", Some("leave it out to merge into the top level")));
+            return Err(at(
+                f,
+                "`field` must not be empty",
+                Some("leave it out to merge into the top level"),
+            ));
         }
         settings.field = Some(f.get_ref().clone());
     }
@@ -86,7 +88,10 @@ pub(super) fn compile_enrich(
         (Some(d), other) => {
             return Err(at(
                 d,
-                &format!("`default` is only used with on_miss = \"default\", not \"{}\"", other.name()),
+                &format!(
+                    "`default` is only used with on_miss = \"default\", not \"{}\"",
+                    other.name()
+                ),
                 None,
             ));
         }
@@ -173,7 +178,11 @@ fn cache_error(step: &StepConfig, message: String) -> CompileError {
     }
 }
 
-fn positive(value: &Option<Spanned<i64>>, name: &str, max: u64) -> Result<Option<u64>, CompileError> {
+fn positive(
+    value: &Option<Spanned<i64>>,
+    name: &str,
+    max: u64,
+) -> Result<Option<u64>, CompileError> {
     match value {
         None => Ok(None),
         Some(v) if *v.get_ref() >= 1 && *v.get_ref() as u64 <= max => Ok(Some(*v.get_ref() as u64)),
@@ -190,9 +199,7 @@ fn at<T>(value: &Spanned<T>, message: &str, hint: Option<&str>) -> CompileError 
 }
 
 /// `[processor.redis]`: URL (syntax only), prefix, value kind, pool and timeouts.
-fn compile_redis(
-    c: &RedisStepConfig,
-) -> Result<(RedisSettings, Vec<u8>, ValueKind), CompileError> {
+fn compile_redis(c: &RedisStepConfig) -> Result<(RedisSettings, Vec<u8>, ValueKind), CompileError> {
     check_url(c.url.get_ref()).map_err(|why| at(&c.url, &why, None))?;
     let mut s = RedisSettings::new(c.url.get_ref().clone());
     let prefix = c.prefix.as_ref().map_or(Vec::new(), |p| p.get_ref().as_bytes().to_vec());
@@ -216,7 +223,11 @@ fn compile_redis(
     }
     if let (Some(max), Some(min)) = (s.pool_max, &c.pool_min) {
         if s.pool_min > max {
-            return Err(at(min, &format!("pool_min = {} is above pool_max = {max}", s.pool_min), None));
+            return Err(at(
+                min,
+                &format!("pool_min = {} is above pool_max = {max}", s.pool_min),
+                None,
+            ));
         }
     }
     let timeouts: [(&Option<Spanned<String>>, &str, &mut Duration); 4] = [
