@@ -10,7 +10,8 @@ fn run_one(p: &mut Pipeline, payload: &str) -> Result<Option<(String, String)>, 
             Ok(Some((topic.to_owned(), String::from_utf8(payload.to_vec()).unwrap())))
         }
         Outcome::Filtered => Ok(None),
-        Outcome::Failed(r) => Err(r.to_owned()),
+        Outcome::Failed(r) | Outcome::FailedAs(_, r) => Err(r.to_owned()),
+        Outcome::Paused { .. } => unreachable!("run resumes every pause"),
     }
 }
 
