@@ -607,13 +607,16 @@ fn memory_diagnostic(
     message: String,
 ) -> Diagnostic {
     if start.state > start.rings.max(start.arenas) {
-        // The state caches are the largest part: point at the first dedup step's
+        // The state caches are the largest part: point at the first state step's
         // capacity (or the step).
-        let step = steps.iter().map(Spanned::get_ref).find(|s| s.kind.get_ref() == "dedup");
+        let step = steps
+            .iter()
+            .map(Spanned::get_ref)
+            .find(|s| matches!(s.kind.get_ref().as_str(), "dedup" | "enrich"));
         let span = step.map(|s| s.capacity.as_ref().map_or(s.kind.span(), Spanned::span));
         return Diagnostic::new(span, format!("engine: {message}")).hint(
-            "lower capacity or entry_bytes of the dedup steps, or workers (each worker \
-             allocates capacity × (entry_bytes + 40) bytes plus an index per dedup step)",
+            "lower capacity or entry_bytes of the dedup and enrich steps, or workers (each \
+             worker allocates capacity × (entry_bytes + 40) bytes plus an index per step)",
         );
     }
     let (first, second) = if start.arenas > start.rings {

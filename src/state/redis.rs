@@ -288,7 +288,11 @@ impl Link {
             counts: Arc::new(PoolCounts::default()),
             max: AtomicU64::new(0),
         });
-        LINKS.lock().push(Arc::downgrade(&link));
+        let mut links = LINKS.lock();
+        // Dropped links leave their `Weak`; prune them so compiling many chains
+        // (`validate`, the fuzz targets) does not keep their memory.
+        links.retain(|l| l.strong_count() > 0);
+        links.push(Arc::downgrade(&link));
         Ok(link)
     }
 
