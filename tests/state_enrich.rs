@@ -236,21 +236,25 @@ fn hash_and_string_values_and_bad_values_fail_with_their_reason() {
     assert_eq!(b.outputs[0].1, r#"{"id":1,"s":"plain text"}"#);
     // Bad values: each message fails with its reason; processing goes on.
     let mut json = chain(&step("json", "j:", ""), 1, 5);
-    let lines: Vec<String> = ["1", "2", "3", "null"]
+    let huge = format!(r#""{}""#, "k".repeat(2000));
+    let lines: Vec<String> = ["1", "2", "3", "null", "\"\"", huge.as_str()]
         .iter()
         .map(|id| format!(r#"{{"id":{id}}}"#))
         .chain([r#"{"id":"x"}"#.to_string()])
         .collect();
     let b = run(&mut json, &lines);
-    assert_eq!(b.outputs, vec![(4, r#"{"id":"x"}"#.to_string())], "a missing key passes");
+    assert_eq!(b.outputs, vec![(6, r#"{"id":"x"}"#.to_string())], "a missing key passes");
     let reasons: Vec<(u32, ErrorCategory, &str)> =
         b.failures.iter().map(|(i, c, r)| (*i, *c, r.as_str())).collect();
-    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert_eq!(reasons.len(), 6, "{reasons:?}");
     assert!(reasons[0].2.contains("`j:1` is not valid JSON"), "{reasons:?}");
     assert_eq!(reasons[1].1, ErrorCategory::MessageTooLarge);
     assert!(reasons[1].2.contains("does not fit entry_bytes = 256"), "{reasons:?}");
     assert!(reasons[2].2.contains("is not a JSON object"), "{reasons:?}");
     assert!(reasons[3].2.contains("key `id` is null"), "{reasons:?}");
+    assert!(reasons[4].2.contains("key `id` is empty"), "{reasons:?}");
+    assert!(reasons[5].2.contains("key `id` is longer than the longest key"), "{reasons:?}");
+    assert!(reasons.iter().all(|r| r.2.starts_with("step 1 (enrich)")), "{reasons:?}");
 }
 
 #[test]
