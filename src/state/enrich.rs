@@ -70,7 +70,7 @@ use super::redis::{Fetch, FetchReply, Link, RedisSettings};
 use crate::retry::ErrorCategory;
 use crate::retry::breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
 use crate::retry::{RetryPolicy, RetryState, SplitMix64};
-use crate::sync::Arc;
+use std::sync::Arc;
 
 /// Default cache entries per worker.
 pub const CAPACITY_DEFAULT: usize = 100_000;
