@@ -44,6 +44,9 @@ pub struct EngineSettings {
     pub placement: Placement,
     /// Initial bump arena per worker.
     pub arena_bytes: usize,
+    /// Pause intake while the process's resident memory is at or above this many
+    /// bytes, resume at 90% of it (see [`crate::source::pressure`]). Default: off.
+    pub memory_limit: Option<u64>,
 }
 
 impl Default for EngineSettings {
@@ -55,6 +58,7 @@ impl Default for EngineSettings {
             record_bytes_max: RECORD_BYTES_MAX_DEFAULT,
             placement: Placement::PinPerCore,
             arena_bytes: ARENA_BYTES_INITIAL,
+            memory_limit: None,
         }
     }
 }
@@ -131,6 +135,20 @@ impl EngineSettings {
                 ),
                 "omit it for the default (\"1MiB\")".into(),
             );
+        }
+        if let Some(limit) = self.memory_limit {
+            // What the engine itself allocates at start; sinks and state steps add
+            // theirs in the pipeline file's check (config::memory).
+            let start = (self.workers as u64)
+                .saturating_mul(self.ring_bytes as u64 + self.arena_bytes as u64)
+                .saturating_add((self.record_bytes_max + crate::limits::SOURCE_READ_BYTES) as u64);
+            if let Some(problem) = crate::source::pressure::MemoryMarks::problem(limit, start) {
+                return error(
+                    "memory_limit",
+                    problem,
+                    "raise memory_limit, or lower workers, ring_bytes or arena_bytes".into(),
+                );
+            }
         }
         // A record may take at most half a ring (see ring::frame). Below the maximum
         // above, the ring this asks for is at most RING_BYTES_MAX.
@@ -326,6 +344,7 @@ impl Engine {
             settings: IngestSettings {
                 batch_records: settings.batch_records,
                 record_bytes_max: settings.record_bytes_max,
+                memory_limit: settings.memory_limit,
                 routing,
                 track_progress: watermark_per_worker && self.source.tracks_progress(),
             },

@@ -170,6 +170,52 @@ fn sizes_allocated_at_start_have_checked_maxima() {
 }
 
 #[test]
+fn a_memory_limit_must_leave_room_above_what_starts_allocated() {
+    let dir = temp_dir("memory-limit");
+    let config = dir.join("p.toml");
+    let head = "[source]\ntype = \"generator\"\ncount = 10\n";
+    let null = "[sink]\ntype = \"null\"\n";
+    let dedup =
+        "[[processor]]\ntype = \"dedup\"\nkey = \"id\"\nwindow = \"1m\"\ncapacity = 1000000\n";
+    for (engine, chain, wanted, at) in [
+        (
+            "memory_limit = \"1MiB\"",
+            "",
+            "engine.memory_limit: 1MiB is below the minimum of 64MiB",
+            "p.toml:2:16",
+        ),
+        // 2 × (64 MiB ring + 4 MiB arena) + the read buffer: nothing left under 128 MiB.
+        (
+            "workers = 2\nring_bytes = \"64MiB\"\nmemory_limit = \"128MiB\"",
+            "",
+            "engine.memory_limit: 128MiB leaves no room to run",
+            "p.toml:4:16",
+        ),
+        // The engine alone fits; its dedup cache (1M × (64 + 40) B) does not.
+        ("workers = 1\nmemory_limit = \"128MiB\"", dedup, "state caches", "p.toml:3:16"),
+    ] {
+        std::fs::write(&config, format!("[engine]\n{engine}\n{head}{chain}{null}")).unwrap();
+        let (code, stderr) = run("validate", &config);
+        assert_eq!(code, Some(2), "{engine}: {stderr}");
+        assert!(stderr.contains(wanted) && stderr.contains(at), "{engine}: {stderr}");
+        assert!(
+            stderr.contains("intake would stay paused") || wanted.contains("minimum"),
+            "{stderr}"
+        );
+    }
+    std::fs::write(&config, format!("[engine]\nmemory_limit = \"1GiB\"\n{head}{null}")).unwrap();
+    let (code, stdout) = {
+        let out = binary().args(["validate", config.to_str().unwrap()]).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("memory_limit 1GiB (intake pauses there, resumes at 921MiB)"),
+        "validate shows both marks: {stdout}"
+    );
+}
+
+#[test]
 fn dedup_caches_count_in_the_start_time_memory_check() {
     let total_kb = mem_total_kb();
     // 64 workers × a 3.4 GB dedup cache each (skipped on a machine with more than

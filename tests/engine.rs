@@ -32,6 +32,7 @@ fn settings(workers: usize) -> EngineSettings {
         placement: Placement::Unpinned,
         arena_bytes: 1 << 16,
         record_bytes_max: 1024,
+        ..EngineSettings::default()
     }
 }
 

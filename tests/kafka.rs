@@ -39,6 +39,7 @@ fn settings(workers: usize, ring_bytes: usize) -> EngineSettings {
         placement: Placement::Unpinned,
         arena_bytes: 1 << 16,
         record_bytes_max: ring_bytes / 4,
+        ..EngineSettings::default()
     }
 }
 

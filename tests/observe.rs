@@ -142,6 +142,8 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
         placement: Placement::Unpinned,
         arena_bytes: 1 << 16,
         record_bytes_max: 1024,
+        // Never reached here: its marks and the intake counters are shown.
+        memory_limit: Some(64 << 30),
     };
     let engine = Engine::new(
         settings,
@@ -176,6 +178,13 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
         "corestream_latency_seconds_bucket{le=\"10\"}",
         "process_resident_memory_bytes",
         "corestream_ready 1",
+        "corestream_memory_limit_bytes 68719476736",
+        "corestream_memory_resume_bytes 61847109632",
+        "corestream_intake_paused 0",
+        "corestream_intake_pauses_total 0",
+        "corestream_intake_paused_seconds_total 0",
+        "corestream_source_ring_full_waits_total",
+        "corestream_worker_wait_steps_total{worker=\"1\",step=\"park\"}",
     ] {
         assert!(during.contains(family), "{family} missing:\n{during}");
     }
@@ -202,6 +211,11 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
     assert_eq!(stats["concurrency"]["workers"], 2);
     assert_eq!(stats["concurrency"]["placement"], "unpinned");
     assert!(stats["memory"]["resident_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(stats["memory"]["memory_limit_bytes"], 64u64 << 30);
+    assert_eq!(stats["memory"]["memory_resume_bytes"], 61847109632u64);
+    assert_eq!(stats["backpressure"]["intake_paused"], false);
+    assert_eq!(stats["backpressure"]["intake_pauses"], 0);
+    assert!(stats["backpressure"]["source_ring_full_waits"].is_u64(), "{stats}");
     // The sampler's 1 s window: rates and latency percentiles of the last second.
     let (_, windowed) = poll(address, "/stats", |_, body| body.contains("\"window\": \"1s\""));
     let windowed: serde_json::Value = serde_json::from_str(&windowed).unwrap();
@@ -272,6 +286,16 @@ fn ready_goes_503_200_503_and_the_counters_add_up_once_drained() {
     let workers_in: u64 =
         (0..2).map(|w| stats["workers"][w]["messages_in"].as_u64().unwrap()).sum();
     assert_eq!(workers_in, messages_in);
+    // A paced source leaves the workers waiting: every wait starts with spins.
+    for w in 0..2 {
+        let steps = &stats["workers"][w]["wait_steps"];
+        assert!(steps["spin"].as_u64().unwrap() > 0, "worker {w}: {steps}");
+        let spins = sample(
+            &after,
+            &format!("corestream_worker_wait_steps_total{{worker=\"{w}\",step=\"spin\"}}"),
+        );
+        assert_eq!(spins as u64, steps["spin"].as_u64().unwrap());
+    }
 }
 
 #[test]
@@ -556,6 +580,7 @@ fn ready_is_503_while_the_sink_breaker_is_open_and_200_once_it_closes() {
         placement: Placement::Unpinned,
         arena_bytes: 1 << 16,
         record_bytes_max: 1024,
+        ..EngineSettings::default()
     };
     // Retries (10 000 attempts, over 20 s) while the sink is down, so nothing is
     // dead-lettered in this test; the breaker opens after two failures and probes

@@ -147,6 +147,19 @@ pub fn summary(s: &Snapshot, workers: usize, batch_sizing: Option<&BatchSizing>)
         + &sink_failures(s)
         + &processor_bugs(s)
         + &state_line(s)
+        + &intake_line(s)
+}
+
+/// Memory-pressure pauses for the summary: empty when intake never paused.
+fn intake_line(s: &Snapshot) -> String {
+    let pauses = s.get(Counter::IntakePauses);
+    if pauses == 0 {
+        return String::new();
+    }
+    format!(
+        "\n  intake paused for memory {pauses} time(s), {:.2}s in all (engine.memory_limit)",
+        s.get(Counter::IntakePausedMicros) as f64 / 1e6
+    )
 }
 
 /// Per-worker state for the summary (src/state/): empty when no state step ran.

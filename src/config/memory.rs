@@ -118,6 +118,29 @@ pub fn check(start: &StartMemory, machine: MachineMemory) -> Result<Option<Strin
     Ok(None)
 }
 
+/// What `memory_limit` means for a pipeline that allocates `start` at start:
+/// `Err` when intake could never resume under it (see
+/// [`crate::source::pressure::MemoryMarks::problem`]), a warning when it is above
+/// the machine's total memory (the OOM killer or swap come first), else nothing.
+pub fn check_limit(
+    start: &StartMemory,
+    limit: u64,
+    machine: Option<MachineMemory>,
+) -> Result<Option<String>, String> {
+    use crate::parse::size::DisplaySize as S;
+    if let Some(problem) = crate::source::pressure::MemoryMarks::problem(limit, start.total()) {
+        return Err(format!("{problem} ({})", start.breakdown()));
+    }
+    Ok(machine.filter(|m| limit > m.total).map(|m| {
+        format!(
+            "engine.memory_limit {} is above this machine's {} of memory: the machine runs out \
+             before intake pauses",
+            S(limit),
+            S(m.total)
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +168,16 @@ mod tests {
         let huge = StartMemory { arenas: 256 << 30, ..small };
         let error = check(&huge, machine).unwrap_err();
         assert!(error.contains("more than this machine's"), "{error}");
+        assert_eq!(check_limit(&small, 1 << 30, Some(machine)), Ok(None));
+        let rings = StartMemory { rings: 24 << 20, ..small };
+        let tight = check_limit(&rings, 64 << 20, Some(machine)).unwrap_err();
+        assert!(
+            tight.contains("allocates 32MiB at start") && tight.contains("rings 24MiB"),
+            "{tight}"
+        );
+        let above = check_limit(&small, 64 << 30, Some(machine)).unwrap().expect("a warning");
+        assert!(above.contains("above this machine's"), "{above}");
+        assert_eq!(check_limit(&small, 64 << 30, None), Ok(None));
         let caches = StartMemory { state: 256 << 30, ..small };
         let error = check(&caches, machine).unwrap_err();
         assert!(error.contains("state caches 256GiB"), "{error}");

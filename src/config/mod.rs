@@ -7,6 +7,8 @@
 //! batch_records = 512
 //! record_bytes_max = "1MiB"
 //! pin = true
+//! memory_limit = "2GiB"         # pause intake at this resident memory, resume at 90%
+//!                               # (off unless set; see `source::pressure`)
 //! batch_time_target = "1ms"     # adaptive batch size (off unless set) ...
 //! batch_records_min = 64        # ... within these bounds
 //! batch_records_max = 4096
@@ -191,6 +193,7 @@ struct RawEngine {
     batch_records: Option<Spanned<u64>>,
     record_bytes_max: Option<Spanned<SizeValue>>,
     arena_bytes: Option<Spanned<SizeValue>>,
+    memory_limit: Option<Spanned<SizeValue>>,
     pin: Option<bool>,
     batch_records_min: Option<Spanned<u64>>,
     batch_records_max: Option<Spanned<u64>>,
@@ -422,12 +425,26 @@ impl PipelineConfig {
             observe,
             warnings: Vec::new(),
         };
+        // A chain that does not compile is reported by the build with its place;
+        // until then it allocates nothing here.
+        let state = steps::compile_steps(&config.steps, &config.text)
+            .map_or(0, |chain| chain.state_bytes());
+        let start = memory::StartMemory::of(&config, state);
+        if let Some(limit) = config.engine.memory_limit {
+            let span = raw.engine.memory_limit.as_ref().map(Spanned::span);
+            match memory::check_limit(&start, limit, memory::MachineMemory::cached()) {
+                Ok(warning) => config.warnings.extend(warning),
+                Err(message) => {
+                    return Err(fail(
+                        Diagnostic::new(span, format!("engine.memory_limit: {message}")).hint(
+                            "raise memory_limit, or lower workers, ring_bytes, arena_bytes, \
+                             sink buffers or state caches",
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(machine) = memory::MachineMemory::cached() {
-            // A chain that does not compile is reported by the build with its
-            // place; until then it allocates nothing here.
-            let state = steps::compile_steps(&config.steps, &config.text)
-                .map_or(0, |chain| chain.state_bytes());
-            let start = memory::StartMemory::of(&config, state);
             match memory::check(&start, machine) {
                 Ok(warning) => config.warnings.extend(warning),
                 Err(message) => {
@@ -685,6 +702,9 @@ fn engine_settings(raw: &RawEngine) -> Result<EngineSettings, Diagnostic> {
     if let Some(a) = &raw.arena_bytes {
         settings.arena_bytes = usize::try_from(a.get_ref().0).unwrap_or(usize::MAX);
     }
+    if let Some(m) = &raw.memory_limit {
+        settings.memory_limit = Some(m.get_ref().0);
+    }
     if raw.pin == Some(false) {
         settings.placement = Placement::Unpinned;
     }
@@ -695,6 +715,7 @@ fn engine_settings(raw: &RawEngine) -> Result<EngineSettings, Diagnostic> {
             "batch_records" => raw.batch_records.as_ref().and_then(span_of),
             "record_bytes_max" => raw.record_bytes_max.as_ref().and_then(span_of),
             "arena_bytes" => raw.arena_bytes.as_ref().and_then(span_of),
+            "memory_limit" => raw.memory_limit.as_ref().and_then(span_of),
             _ => None,
         };
         // A ring too small for the record limit: blame what the user wrote. With
@@ -1211,6 +1232,16 @@ impl std::fmt::Display for DisplayEngine<'_> {
             e.batch_records,
             crate::parse::size::DisplaySize(e.record_bytes_max as u64),
             crate::parse::size::DisplaySize(e.arena_bytes as u64)
-        )
+        )?;
+        if let Some(limit) = e.memory_limit {
+            let marks = crate::source::pressure::MemoryMarks::of(limit);
+            write!(
+                f,
+                ", memory_limit {} (intake pauses there, resumes at {})",
+                crate::parse::size::DisplaySize(marks.high),
+                crate::parse::size::DisplaySize(marks.low)
+            )?;
+        }
+        Ok(())
     }
 }

@@ -234,6 +234,14 @@ impl PartitionList {
         }
     }
 
+    /// Takes ownership of a list librdkafka allocated for us (`rd_kafka_assignment`).
+    ///
+    /// # Safety
+    /// `list` is a valid, non-null partition list nobody else destroys.
+    pub unsafe fn from_owned(list: NonNull<rd::rd_kafka_topic_partition_list_t>) -> Self {
+        PartitionList { ptr: list }
+    }
+
     /// Appends `topic`/`partition` with `offset`.
     pub fn add(&mut self, topic: &CStr, partition: i32, offset: i64) {
         // SAFETY: valid list and NUL-terminated topic; librdkafka copies the name.

@@ -99,10 +99,29 @@ pub enum Counter {
     FilteredEnrich,
     /// Times an `enrich` step's circuit breaker opened.
     EnrichBreakerOpened,
+
+    // ---- intake (src/source/, the source thread's shard) ----
+    /// Times the source found a worker's ring full and waited for room.
+    SourceRingFullWaits,
+    /// Times intake paused because resident memory reached `memory_limit`.
+    IntakePauses,
+    /// Microseconds intake spent paused for memory (ended pauses; the current one
+    /// is added when it ends).
+    IntakePausedMicros,
+    /// Gauge, not a sum: 1 while intake is paused for memory.
+    IntakePaused,
+
+    // ---- waits (src/wait/): steps a worker took on its empty ring ----
+    /// Spin steps of the wait table (a few ns to a few µs each).
+    WaitSpins,
+    /// Yield steps (`sched_yield`).
+    WaitYields,
+    /// Park steps (slept until woken or a timeout).
+    WaitParks,
 }
 
 /// Number of engine counters.
-pub const ENGINE_COUNTERS: usize = Counter::EnrichBreakerOpened as usize + 1;
+pub const ENGINE_COUNTERS: usize = Counter::WaitParks as usize + 1;
 
 /// Names of the engine counters, in slot order (metrics and JSON keys).
 pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
@@ -141,6 +160,15 @@ pub const COUNTER_NAMES: [&str; ENGINE_COUNTERS] = [
     "enrich_not_found",
     "filtered_enrich",
     "enrich_breaker_opened",
+    // intake
+    "source_ring_full_waits",
+    "intake_pauses",
+    "intake_paused_micros",
+    "intake_paused",
+    // waits
+    "wait_spins",
+    "wait_yields",
+    "wait_parks",
 ];
 
 /// Failure outcomes counted per error category (retry and dead-letter accounting).

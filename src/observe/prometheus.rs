@@ -30,13 +30,14 @@ use crate::engine::{Metrics, Phase};
 use crate::metrics::Counter;
 use crate::metrics::counters::{CATEGORY_BASE, SHARD_SLOTS};
 use crate::retry::counters::{RETRY_COUNTERS, retry_counter_labels};
+use crate::source::pressure::MemoryMarks;
 use crate::state::redis::PoolSnapshot;
 
 /// The exposition's content type.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Engine-wide counters: (counter, family name, help).
-pub const TOTALS: [(Counter, &str, &str); 18] = [
+pub const TOTALS: [(Counter, &str, &str); 20] = [
     (
         Counter::Ingested,
         "corestream_messages_ingested_total",
@@ -118,6 +119,16 @@ pub const TOTALS: [(Counter, &str, &str); 18] = [
         Counter::BreakerOpened,
         "corestream_breaker_opened_total",
         "Times a sink circuit breaker opened.",
+    ),
+    (
+        Counter::SourceRingFullWaits,
+        "corestream_source_ring_full_waits_total",
+        "Times the source found a worker's ring full and waited (or held a Kafka message).",
+    ),
+    (
+        Counter::IntakePauses,
+        "corestream_intake_pauses_total",
+        "Times intake paused because resident memory reached engine.memory_limit.",
     ),
 ];
 
@@ -452,7 +463,38 @@ fn render(
         totals[Counter::MessagesIn as usize]
             .saturating_sub(totals[Counter::SourceRejected as usize]),
     );
-    let gauges: [(&str, &str, f64); 6] = [
+    let name = "corestream_worker_wait_steps_total";
+    text.family(name, "counter", "Wait-table steps a worker took on its empty ring, by kind.");
+    for (worker, counts) in per_worker.iter().enumerate() {
+        for (kind, counter) in [
+            ("spin", Counter::WaitSpins),
+            ("yield", Counter::WaitYields),
+            ("park", Counter::WaitParks),
+        ] {
+            text.sample(
+                name,
+                &[("worker", &names[worker]), ("step", kind)],
+                counts[counter as usize],
+            );
+        }
+    }
+    let name = "corestream_intake_paused_seconds_total";
+    text.family(name, "counter", "Seconds intake spent paused for memory (ended pauses).");
+    text.sample(name, &[], totals[Counter::IntakePausedMicros as usize] as f64 / 1e6);
+    if let Some(limit) = metrics.settings().memory_limit {
+        let name = "corestream_memory_limit_bytes";
+        text.family(name, "gauge", "engine.memory_limit: intake pauses at this resident memory.");
+        text.sample(name, &[], limit);
+        let name = "corestream_memory_resume_bytes";
+        text.family(name, "gauge", "Intake paused for memory resumes at this resident memory.");
+        text.sample(name, &[], MemoryMarks::of(limit).low);
+    }
+    let gauges: [(&str, &str, f64); 7] = [
+        (
+            "corestream_intake_paused",
+            "1 while intake is paused because resident memory reached engine.memory_limit.",
+            totals[Counter::IntakePaused as usize] as f64,
+        ),
         (
             "corestream_ring_capacity_bytes",
             "Bytes of each worker's ring.",

@@ -15,7 +15,9 @@
 //!               ("core" | "not_requested" | "too_few_cores" | "refused"), core}]
 //!               (the plan at start; whether the OS accepted it is in the run's summary)
 //! memory:       resident_bytes, virtual_bytes (null off Linux), ring_bytes_per_worker,
-//!               ring_bytes_total, arena_bytes_initial_per_worker
+//!               ring_bytes_total, arena_bytes_initial_per_worker, memory_limit_bytes
+//!               and memory_resume_bytes (the pause and resume marks of
+//!               `engine.memory_limit`; null when it is off)
 //! performance:  windows [{window ("1s" | "10s" | "60s" | "since_start"), seconds,
 //!               messages_in, messages_out, input_bytes, output_bytes, dead_lettered
 //!               (all per second), latency_ingest_to_sink_seconds {count, p50, p90,
@@ -25,8 +27,10 @@
 //! backpressure: ring_capacity_bytes, ring_used_bytes (per worker, now),
 //!               ring_fill_ratio_max (the fullest ring), queued_messages (in the
 //!               rings), ack_waits (a worker waited for sink acknowledgements with its
-//!               ticket queue full), ack_waits_per_second (since start); the source's
-//!               waits on a full ring are not counted yet
+//!               ticket queue full), ack_waits_per_second (since start),
+//!               source_ring_full_waits (the source found a ring full and waited, or
+//!               held a Kafka message), intake_paused (bool: paused for memory now),
+//!               intake_pauses, intake_paused_seconds (ended pauses)
 //! errors:       source_rejected, processor_failed, sink_dead_lettered, sink_retries,
 //!               breaker_opened, breakers_open (workers whose breaker is open or
 //!               half-open now), dead_lettered, by_category {category: {attempt,
@@ -35,6 +39,7 @@
 //! sinks:        [{description, messages, bytes, deduplicated, dead_lettered, retries}]
 //! workers:      [{worker, messages_in, messages_out, filtered, processor_failed,
 //!               dead_lettered, input_bytes, output_bytes, batches, batch_records,
+//!               wait_steps {spin, yield, park} (wait-table steps on its empty ring),
 //!               state {cache_hits, cache_misses, cache_insertions, cache_evictions,
 //!               cache_expirations, cache_refused, filtered_dedup, enrich_keys_fetched,
 //!               enrich_round_trips, enrich_errors, enrich_not_found, filtered_enrich,
@@ -57,6 +62,7 @@ use crate::metrics::counters::{CATEGORY_BASE, SHARD_SLOTS};
 use crate::metrics::{Counter, LatencySummary};
 use crate::retry::ErrorCategory;
 use crate::retry::counters::{Outcome, retry_counter_index};
+use crate::source::pressure::MemoryMarks;
 use crate::worker::Placement;
 use crate::worker::pin::{Plan, available_cores, plan};
 
@@ -134,6 +140,8 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
         "ring_bytes_per_worker": settings.ring_bytes,
         "ring_bytes_total": settings.ring_bytes * settings.workers,
         "arena_bytes_initial_per_worker": settings.arena_bytes,
+        "memory_limit_bytes": settings.memory_limit,
+        "memory_resume_bytes": settings.memory_limit.map(|l| MemoryMarks::of(l).low),
     });
 
     let window = |name: &str,
@@ -183,6 +191,10 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
             get(Counter::MessagesIn).saturating_sub(get(Counter::SourceRejected))),
         "ack_waits": get(Counter::AckWaits),
         "ack_waits_per_second": get(Counter::AckWaits) as f64 / uptime,
+        "source_ring_full_waits": get(Counter::SourceRingFullWaits),
+        "intake_paused": get(Counter::IntakePaused) != 0,
+        "intake_pauses": get(Counter::IntakePauses),
+        "intake_paused_seconds": get(Counter::IntakePausedMicros) as f64 / 1e6,
     });
 
     let mut by_category = Map::new();
@@ -242,6 +254,11 @@ pub fn document(attached: &Attached, samples: &VecDeque<Sample>) -> Value {
                 "output_bytes": c(Counter::OutputBytes),
                 "batches": c(Counter::Batches),
                 "batch_records": c(Counter::BatchRecordsCurrent),
+                "wait_steps": {
+                    "spin": c(Counter::WaitSpins),
+                    "yield": c(Counter::WaitYields),
+                    "park": c(Counter::WaitParks),
+                },
                 "state": state_json(c),
             })
         })

@@ -32,6 +32,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::pressure::MEMORY_SAMPLE_INTERVAL;
 use super::{Ingest, Source, SourceError};
 use crate::ack::checkpoint::{self, Checkpoint};
 use crate::limits::SOURCE_READ_BYTES;
@@ -128,6 +129,13 @@ impl LineReader {
             if ingest.stop_requested() {
                 ingest.flush();
                 return Ok(Pumped::Stopped);
+            }
+            if ingest.memory_paused() {
+                // Intake paused for memory (see `source::pressure`): read nothing,
+                // keep checkpointing what the workers settle.
+                tick(ingest, self.reach())?;
+                std::thread::sleep(MEMORY_SAMPLE_INTERVAL);
+                continue;
             }
             if let Some(wait) = wait_readable
                 && !wait()

@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::pressure::MEMORY_SAMPLE_INTERVAL;
 use super::{Ingest, Source, SourceError};
 use crate::message::{Headers, Message, Meta};
 use crate::metrics::clock;
@@ -337,9 +338,16 @@ impl Source for GeneratorSource {
     fn run(&mut self, ingest: &mut Ingest) -> Result<(), SourceError> {
         let count = self.settings.count.unwrap_or(u64::MAX);
         let batch = self.settings.batch_records.max(1) as u64;
-        let started = Instant::now();
+        let mut started = Instant::now();
         let mut sent = 0u64;
         while sent < count && !ingest.stop_requested() {
+            if ingest.memory_paused() {
+                // Intake paused for memory (see `source::pressure`); the time paused
+                // does not count against the rate schedule (no burst afterwards).
+                std::thread::sleep(MEMORY_SAMPLE_INTERVAL);
+                started += MEMORY_SAMPLE_INTERVAL;
+                continue;
+            }
             let timestamp_ms = clock::unix_ms();
             let end = (sent + batch).min(count);
             for id in sent + 1..=end {

@@ -14,6 +14,7 @@ pub mod file;
 pub mod generator;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod pressure;
 pub mod progress;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +29,7 @@ use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
 use crate::wait::Waiter;
 use std::sync::Arc;
 
+use pressure::{GateChange, MemoryGate};
 use progress::Progress;
 
 /// How messages are assigned to workers.
@@ -139,6 +141,8 @@ pub struct IngestSettings {
     pub batch_records: usize,
     /// Payloads longer than this are dead-lettered instead of written.
     pub record_bytes_max: usize,
+    /// Resident bytes at which intake pauses (see [`pressure`]); `None`: off.
+    pub memory_limit: Option<u64>,
     pub routing: Routing,
     /// Keep the ordered list of runs needed to compute a contiguous checkpoint
     /// for a single-partition source (file).
@@ -165,6 +169,8 @@ pub struct Ingest {
     dead_letter: Arc<dyn DeadLetter>,
     watermarks: Arc<Watermarks>,
     progress: Option<Progress>,
+    /// The memory-pressure gate, when `memory_limit` is set.
+    memory: Option<MemoryGate>,
     closed: bool,
 }
 
@@ -183,6 +189,16 @@ impl Ingest {
     pub fn new(parts: IngestParts) -> Self {
         assert!(!parts.producers.is_empty(), "an ingest needs at least one ring");
         let progress = parts.settings.track_progress.then(Progress::new);
+        let memory = parts.settings.memory_limit.and_then(|limit| {
+            let gate = MemoryGate::new(limit);
+            if gate.is_none() {
+                eprintln!(
+                    "corestream: engine.memory_limit is ignored: this system has no \
+                     /proc/self/statm to read resident memory from"
+                );
+            }
+            gate
+        });
         Ingest {
             producers: parts.producers,
             settings: parts.settings,
@@ -198,6 +214,7 @@ impl Ingest {
             dead_letter: parts.dead_letter,
             watermarks: parts.watermarks,
             progress,
+            memory,
             closed: false,
         }
     }
@@ -271,6 +288,7 @@ impl Ingest {
             match self.producers[worker].write_parts(&record, more_payload) {
                 Ok(()) => break,
                 Err(PushError::Full) => {
+                    self.local.add(Counter::SourceRingFullWaits, 1);
                     let frame = crate::ring::frame::frame_len_for(
                         record.key.len(),
                         record.headers.encoded().len(),
@@ -321,6 +339,7 @@ impl Ingest {
         match self.producers[worker].write(&record) {
             Ok(()) => {}
             Err(PushError::Full) => {
+                self.local.add(Counter::SourceRingFullWaits, 1);
                 self.producers[worker].commit();
                 return Ok(Pushed::Full { worker });
             }
@@ -339,6 +358,43 @@ impl Ingest {
             self.producers[worker].commit();
         }
         Ok(Pushed::Written)
+    }
+
+    /// True while intake is paused for memory ([`pressure`]): the source reads no
+    /// new input until it turns false (file and stdin sleep
+    /// [`pressure::MEMORY_SAMPLE_INTERVAL`] between checks, Kafka pauses its
+    /// partitions and keeps polling). Samples resident memory every
+    /// [`pressure::MEMORY_SAMPLE_INTERVAL`] (every
+    /// [`pressure::MEMORY_SAMPLE_INTERVAL_NEAR`] close to the limit), else reads the
+    /// clock only; without a `memory_limit`, one branch. On a change, what is staged
+    /// is published, so the workers can drain it.
+    #[inline]
+    pub fn memory_paused(&mut self) -> bool {
+        let Some(gate) = &mut self.memory else { return false };
+        let change = gate.check();
+        let paused = gate.is_paused();
+        if change != GateChange::None {
+            self.memory_changed(change);
+        }
+        paused
+    }
+
+    #[cold]
+    fn memory_changed(&mut self, change: GateChange) {
+        let shard = self.counters.shard(self.shard);
+        match change {
+            GateChange::None => {}
+            GateChange::Paused => {
+                self.local.add(Counter::IntakePauses, 1);
+                shard.set_slot(Counter::IntakePaused as usize, 1);
+            }
+            GateChange::Resumed { paused_for } => {
+                let micros = u64::try_from(paused_for.as_micros()).unwrap_or(u64::MAX);
+                self.local.add(Counter::IntakePausedMicros, micros);
+                shard.set_slot(Counter::IntakePaused as usize, 0);
+            }
+        }
+        self.flush();
     }
 
     /// Waits until the oldest remembered run is acknowledged (bounded memory).
@@ -448,8 +504,14 @@ impl Ingest {
         }
     }
 
-    /// Closes every ring: workers drain what is left and stop.
+    /// Closes every ring: workers drain what is left and stop. A pause for memory
+    /// in progress ends here (and its time is counted).
     pub fn close(&mut self) {
+        if let Some(gate) = &mut self.memory
+            && let Some(paused_for) = gate.end_pause()
+        {
+            self.memory_changed(GateChange::Resumed { paused_for });
+        }
         self.flush();
         self.producers.clear();
         self.closed = true;

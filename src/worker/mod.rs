@@ -30,7 +30,7 @@ use crate::retry::ErrorCategory;
 use crate::ring::{Consumer, ReadBatch};
 use crate::sink::dead_letter::{DeadLetter, DeadLetterRecord, Stage};
 use crate::sink::{Sink, SinkError};
-use crate::wait::Waiter;
+use crate::wait::{WaitStep, Waiter};
 use std::sync::Arc;
 
 pub use batch_size::{BatchSizer, BatchSizing};
@@ -192,6 +192,14 @@ impl Core {
                 if consumer.is_finished() {
                     break;
                 }
+                // Counted straight into the shard (single writer, two relaxed
+                // accesses): an idle worker's parks show up without a batch.
+                let step = match waiter.next_step() {
+                    WaitStep::Spin { .. } => Counter::WaitSpins,
+                    WaitStep::Yield => Counter::WaitYields,
+                    WaitStep::Park { .. } => Counter::WaitParks,
+                };
+                self.counters.shard(self.index).add(step, 1);
                 consumer.wait_for_data(&mut waiter);
                 continue;
             }

@@ -167,6 +167,7 @@ pub fn settings(workers: usize) -> EngineSettings {
         placement: Placement::Unpinned,
         arena_bytes: 1 << 16,
         record_bytes_max: 1024,
+        ..EngineSettings::default()
     }
 }
 

@@ -165,6 +165,19 @@ impl Consumer {
         })
     }
 
+    /// The partitions librdkafka has assigned to this consumer now (a copy).
+    pub(super) fn assignment(&self) -> Result<PartitionList, KafkaCode> {
+        let mut list = std::ptr::null_mut();
+        // SAFETY: valid handle; on success `list` is a new list we own.
+        let code = KafkaCode(unsafe { rd::rd_kafka_assignment(self.client.ptr(), &mut list) });
+        if !code.is_ok() {
+            return Err(code);
+        }
+        let list = NonNull::new(list).ok_or(code)?;
+        // SAFETY: a new list, owned by nobody else.
+        Ok(unsafe { PartitionList::from_owned(list) })
+    }
+
     pub(super) fn assignment_lost(&self) -> bool {
         // SAFETY: valid handle.
         unsafe { rd::rd_kafka_assignment_lost(self.client.ptr()) != 0 }

@@ -52,7 +52,12 @@ impl KafkaSource {
                     let state = &mut self.slots[held.slot as usize];
                     state.held -= 1;
                     if state.held == 0 && state.paused {
-                        self.resume(held.slot);
+                        if self.memory_paused {
+                            // Stays paused for memory; resumed with the others.
+                            state.paused = false;
+                        } else {
+                            self.resume(held.slot);
+                        }
                     }
                 }
             }
@@ -117,6 +122,59 @@ impl KafkaSource {
         }
         self.slots[slot as usize].paused = false;
         self.stats.resumes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pauses (`true`) or resumes every partition librdkafka assigned to this
+    /// consumer, for memory pressure ([`crate::source::pressure`]). Polling goes
+    /// on while paused, so rebalances are served and the consumer stays in its
+    /// group; librdkafka drops what it prefetched for the paused partitions (memory
+    /// released) and refetches from the next offset on resume. A partition also
+    /// paused for its full ring stays paused until its held messages are in.
+    pub(super) fn pause_for_memory(&mut self, pause: bool) {
+        self.memory_paused = pause;
+        let assignment = match self.consumer.assignment() {
+            Ok(list) => list,
+            Err(code) => {
+                eprintln!("corestream: kafka source: cannot read the assignment: {code}");
+                return;
+            }
+        };
+        let list = if pause {
+            assignment
+        } else {
+            let mut list = PartitionList::with_capacity(assignment.len());
+            for i in 0..assignment.len() {
+                let Some((topic, partition, _, _)) = assignment.get(i) else { continue };
+                let ring_full = self
+                    .slot_of_entry(topic, partition)
+                    .is_some_and(|(_, slot)| self.slots[slot as usize].paused);
+                if !ring_full {
+                    list.add(topic, partition, NO_OFFSET);
+                }
+            }
+            list
+        };
+        self.pause_list(&list, pause);
+    }
+
+    /// Pauses or resumes the partitions of `list` (a rebalance's new assignment
+    /// while intake is paused for memory, or the whole assignment).
+    pub(super) fn pause_list(&self, list: &PartitionList, pause: bool) {
+        if list.is_empty() {
+            return;
+        }
+        // SAFETY: valid handle and list.
+        let code = KafkaCode(unsafe {
+            if pause {
+                rd::rd_kafka_pause_partitions(self.consumer.client.ptr(), list.as_ptr())
+            } else {
+                rd::rd_kafka_resume_partitions(self.consumer.client.ptr(), list.as_ptr())
+            }
+        });
+        if !code.is_ok() {
+            let what = if pause { "pause" } else { "resume" };
+            eprintln!("corestream: kafka source: cannot {what} partitions for memory: {code}");
+        }
     }
 
     /// Drops held messages of `slots` (they were never pushed; the next owner, or

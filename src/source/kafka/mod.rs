@@ -105,6 +105,7 @@ use std::time::{Duration, Instant};
 use rdkafka::bindings as rd;
 use rdkafka::bindings::rd_kafka_resp_err_t as Err;
 
+use super::pressure::MEMORY_SAMPLE_INTERVAL;
 use super::{Ingest, Pushed, Routing, Source, SourceError};
 use crate::ack::PARTITIONS_MAX;
 use crate::kafka::native::{self, KafkaCode};
@@ -251,6 +252,9 @@ pub struct KafkaSource {
     /// soon as it has settled messages (checked on each step while set).
     awaiting_first_commit: bool,
     subscribed: bool,
+    /// Every assigned partition is paused because resident memory reached
+    /// `engine.memory_limit` (see [`crate::source::pressure`]).
+    memory_paused: bool,
 }
 
 // SAFETY: the raw pointers (message batch, held messages, topic handles used only
@@ -285,6 +289,7 @@ impl KafkaSource {
             commit_in_flight: false,
             awaiting_first_commit: false,
             subscribed: false,
+            memory_paused: false,
         })
     }
 
@@ -318,6 +323,10 @@ impl KafkaSource {
         if let Some(rebalance) = self.consumer.take_pending() {
             self.rebalance(rebalance, ingest)?;
         }
+        let memory_paused = ingest.memory_paused();
+        if memory_paused != self.memory_paused {
+            self.pause_for_memory(memory_paused);
+        }
         let mut progressed = true;
         if !self.held.is_empty() {
             progressed = self.retry_held(ingest)?;
@@ -328,7 +337,10 @@ impl KafkaSource {
             std::thread::sleep(HELD_WAIT);
             return Ok((0, false));
         }
-        let timeout = if !self.held.is_empty() && !progressed {
+        let timeout = if self.memory_paused {
+            // Nothing to fetch while paused: poll for callbacks and the gate.
+            MEMORY_SAMPLE_INTERVAL
+        } else if !self.held.is_empty() && !progressed {
             HELD_WAIT
         } else if idle_before && self.held.is_empty() {
             if self.pushed_uncommitted() { SETTLE_WAIT } else { IDLE_WAIT }

@@ -29,7 +29,13 @@ impl KafkaSource {
         } else {
             self.revoked_partitions(&rebalance.partitions, ingest);
         }
-        self.hand_over(&rebalance)
+        self.hand_over(&rebalance)?;
+        if rebalance.assign && self.memory_paused {
+            // A new assignment starts flowing (see `hand_over`) unless intake is
+            // paused for memory.
+            self.pause_list(&rebalance.partitions, true);
+        }
+        Ok(())
     }
 
     /// Newly assigned partitions get a slot (or keep theirs, see below).
