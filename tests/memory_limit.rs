@@ -399,7 +399,9 @@ mod kafka {
             retry: RetryPolicy::build(&Default::default()).expect("the default policy"),
             actions: ActionTable::default(),
         };
-        let source = Box::new(KafkaSource::new(spec, options).expect("source"));
+        let source = KafkaSource::new(spec, options).expect("source");
+        let stats = source.stats();
+        let source = Box::new(source);
         let index_of =
             |meta: &Meta| meta.partition as usize * PER_PARTITION as usize + meta.position as usize;
         let consumed =
@@ -412,5 +414,11 @@ mod kafka {
                 engine.stop();
             });
         check(&consumed, total, limit, "kafka");
+        let paused = stats.memory_pauses.load(Ordering::Relaxed);
+        assert_eq!(
+            paused,
+            consumed.report.snapshot.get(Counter::IntakePauses),
+            "each intake pause paused the partitions"
+        );
     }
 }

@@ -140,6 +140,7 @@ impl KafkaSource {
             }
         };
         let list = if pause {
+            self.stats.memory_pauses.fetch_add(1, Ordering::Relaxed);
             assignment
         } else {
             let mut list = PartitionList::with_capacity(assignment.len());

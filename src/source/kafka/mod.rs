@@ -208,6 +208,8 @@ pub struct KafkaSourceStats {
     pub revoke_timeouts: AtomicU64,
     /// Errors reported by the consumer (per message or global).
     pub consumer_errors: AtomicU64,
+    /// Times every assigned partition was paused for memory (`engine.memory_limit`).
+    pub memory_pauses: AtomicU64,
 }
 
 /// Settings of a [`KafkaSource`] beyond its spec.
